@@ -1,0 +1,490 @@
+/* The qemu-kvm command line. Every option kvmbox accepts is in the table
+ * below; anything else is an error naming the option (exit 2), never
+ * silently ignored. */
+#include "config/config.h"
+#include "config/keyval.h"
+#include "version.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define ERRLEN 256
+
+struct parse_ctx {
+    struct vm_config *cfg;
+    char err[ERRLEN];
+    bool exit_ok;           /* a help/version listing was printed */
+};
+
+typedef int (*option_fn)(struct parse_ctx *ctx, const char *arg);
+
+struct option_def {
+    const char *name;
+    bool has_arg;
+    option_fn fn;
+    const char *help;       /* "-m [size=]N[kMG]   guest RAM (default 128M)" */
+};
+
+static int fail(struct parse_ctx *ctx, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static int fail(struct parse_ctx *ctx, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(ctx->err, sizeof ctx->err, fmt, ap);
+    va_end(ap);
+    return -EINVAL;
+}
+
+static int set_string(char **dst, const char *v)
+{
+    char *s = strdup(v);
+    if (!s)
+        return -ENOMEM;
+    free(*dst);
+    *dst = s;
+    return 0;
+}
+
+static bool is_help(const char *v) { return !strcmp(v, "help") || !strcmp(v, "?"); }
+
+/* ---- option handlers ---- */
+
+static int opt_m(struct parse_ctx *ctx, const char *arg)
+{
+    struct keyval kv;
+    if (keyval_parse(&kv, arg, "size") < 0)
+        return fail(ctx, "-m: cannot parse '%s' (expected [size=]N[kMGT], e.g. 128M or 2G)", arg);
+    const char *size = keyval_get(&kv, "size");
+    const char *unused = keyval_unused(&kv);
+    int ret = 0;
+    uint64_t bytes;
+    if (unused) {
+        /* slots=/maxmem= describe memory hotplug, which kvmbox lacks */
+        ret = fail(ctx, "-m: '%s' is not supported (expected [size=]N[kMGT])", unused);
+    } else if (!size || config_parse_size(size, 1ULL << 20, &bytes) < 0) {
+        ret = fail(ctx, "-m: invalid size '%s' (expected [size=]N[kMGT], e.g. 128M or 2G)",
+                   size ? size : arg);
+    } else if (bytes < (2ULL << 20)) {
+        ret = fail(ctx, "-m: %s is too small (expected at least 2M)", size);
+    } else if (bytes > (1ULL << 40)) {
+        ret = fail(ctx, "-m: %s is more than kvmbox supports (expected at most 1T)", size);
+    } else {
+        /* Guest RAM is mapped in whole pages: round up like QEMU. */
+        ctx->cfg->ram_size = (bytes + 0xFFF) & ~0xFFFULL;
+    }
+    keyval_free(&kv);
+    return ret;
+}
+
+static int opt_smp(struct parse_ctx *ctx, const char *arg)
+{
+    return config_parse_smp(arg, &ctx->cfg->smp, ctx->err, sizeof ctx->err);
+}
+
+static int opt_kernel(struct parse_ctx *ctx, const char *arg)
+{
+    return set_string(&ctx->cfg->kernel, arg);
+}
+
+static int opt_initrd(struct parse_ctx *ctx, const char *arg)
+{
+    return set_string(&ctx->cfg->initrd, arg);
+}
+
+static int opt_append(struct parse_ctx *ctx, const char *arg)
+{
+    return set_string(&ctx->cfg->append, arg);
+}
+
+static int opt_name(struct parse_ctx *ctx, const char *arg)
+{
+    struct keyval kv;
+    if (keyval_parse(&kv, arg, "guest") < 0)
+        return fail(ctx, "-name: cannot parse '%s' (expected NAME[,process=P][,debug-threads=on|off])", arg);
+    const char *guest = keyval_get(&kv, "guest");
+    keyval_get(&kv, "process");         /* process title: accepted, unused */
+    keyval_get(&kv, "debug-threads");   /* thread names are always set */
+    const char *unused = keyval_unused(&kv);
+    int ret = 0;
+    if (unused)
+        ret = fail(ctx, "-name: unknown parameter '%s' (expected NAME[,process=P][,debug-threads=on|off])", unused);
+    else if (guest)
+        ret = set_string(&ctx->cfg->name, guest);
+    keyval_free(&kv);
+    return ret;
+}
+
+static int opt_nographic(struct parse_ctx *ctx, const char *arg)
+{
+    ctx->cfg->nographic = true;
+    return 0;
+}
+
+static int opt_display(struct parse_ctx *ctx, const char *arg)
+{
+    if (!strcmp(arg, "none") || !strncmp(arg, "none,", 5))
+        return 0;
+    if (is_help(arg)) {
+        printf("Available display backend types:\nnone\n");
+        ctx->exit_ok = true;
+        return 0;
+    }
+    return fail(ctx, "-display: '%s' is not supported (expected none; use -nographic for a serial console)", arg);
+}
+
+static int opt_vga(struct parse_ctx *ctx, const char *arg)
+{
+    if (!strcmp(arg, "none"))
+        return 0;
+    return fail(ctx, "-vga: '%s' is not supported yet (expected none)", arg);
+}
+
+static int opt_serial(struct parse_ctx *ctx, const char *arg)
+{
+    struct vm_config *cfg = ctx->cfg;
+    if (cfg->nr_serial == CONFIG_MAX_SERIAL)
+        return fail(ctx, "-serial: at most %d serial ports (COM1-COM4)", CONFIG_MAX_SERIAL);
+    cfg->serial_given = true;
+    return config_parse_chardev(arg, &cfg->serial[cfg->nr_serial++], ctx->err,
+                                sizeof ctx->err);
+}
+
+static int opt_no_reboot(struct parse_ctx *ctx, const char *arg)
+{
+    ctx->cfg->no_reboot = true;
+    return 0;
+}
+
+static int opt_enable_kvm(struct parse_ctx *ctx, const char *arg) { return 0; }
+
+static int opt_no_acpi(struct parse_ctx *ctx, const char *arg)
+{
+    ctx->cfg->no_acpi = true;
+    return 0;
+}
+
+static int check_accel(struct parse_ctx *ctx, const char *opt, const char *v)
+{
+    /* "kvm", or a ':'-separated fallback list that includes kvm. */
+    if (strstr(v, "kvm"))
+        return 0;
+    return fail(ctx, "%s: accelerator '%s' is not supported (expected accel=kvm)", opt, v);
+}
+
+static int opt_accel(struct parse_ctx *ctx, const char *arg)
+{
+    struct keyval kv;
+    if (keyval_parse(&kv, arg, "accel") < 0)
+        return fail(ctx, "-accel: cannot parse '%s' (expected kvm)", arg);
+    const char *a = keyval_get(&kv, "accel");
+    keyval_get(&kv, "kernel-irqchip");
+    int ret = a ? check_accel(ctx, "-accel", a) : fail(ctx, "-accel: expected kvm");
+    keyval_free(&kv);
+    return ret;
+}
+
+static const char *const machine_types[] = { "pc", "pc-i440fx-7.2", NULL };
+
+static int opt_machine(struct parse_ctx *ctx, const char *arg)
+{
+    struct keyval kv;
+    if (is_help(arg)) {
+        printf("Supported machines are:\n"
+               "pc                   Standard PC with in-kernel KVM irqchip (default)\n");
+        ctx->exit_ok = true;
+        return 0;
+    }
+    if (keyval_parse(&kv, arg, "type") < 0)
+        return fail(ctx, "-machine: cannot parse '%s' (expected [type=]pc[,accel=kvm])", arg);
+    int ret = 0;
+    const char *type = keyval_get(&kv, "type");
+    const char *accel = keyval_get(&kv, "accel");
+    const char *irqchip = keyval_get(&kv, "kernel_irqchip");
+    if (!irqchip)
+        irqchip = keyval_get(&kv, "kernel-irqchip");
+    const char *unused = keyval_unused(&kv);
+    if (type) {
+        bool known = false;
+        for (const char *const *t = machine_types; *t; t++)
+            known |= !strcmp(type, *t);
+        /* Versioned pc types select compatibility quirks in QEMU; kvmbox has
+         * one pc machine, so every pc-i440fx-* name means that machine. */
+        known |= !strncmp(type, "pc-i440fx-", 10) || !strncmp(type, "pc-", 3);
+        if (!known)
+            ret = fail(ctx, "-machine: unsupported machine type '%s' (expected pc; -machine help lists them)", type);
+        else
+            ret = set_string(&ctx->cfg->machine, "pc");
+    }
+    if (!ret && accel)
+        ret = check_accel(ctx, "-machine", accel);
+    if (!ret && irqchip && strcmp(irqchip, "on") && strcmp(irqchip, ""))
+        ret = fail(ctx, "-machine: kernel_irqchip=%s is not supported (expected kernel_irqchip=on)", irqchip);
+    if (!ret && unused)
+        ret = fail(ctx, "-machine: unknown property '%s' (expected [type=]pc[,accel=kvm])", unused);
+    keyval_free(&kv);
+    return ret;
+}
+
+static int opt_cpu(struct parse_ctx *ctx, const char *arg)
+{
+    if (is_help(arg)) {
+        printf("Available CPUs:\n"
+               "x86 host  KVM processor with all supported host features\n"
+               "x86 max   Enables all features supported by the accelerator\n");
+        ctx->exit_ok = true;
+        return 0;
+    }
+    /* Feature flags (+x2apic, -pdpe1gb) and named models need CPUID
+     * masking, which this host's KVM would not enforce anyway (see
+     * docs); only passthrough models are offered. */
+    if (strcmp(arg, "host") && strcmp(arg, "max"))
+        return fail(ctx, "-cpu: '%s' is not supported (expected host or max)", arg);
+    return set_string(&ctx->cfg->cpu_model, arg);
+}
+
+static int opt_pidfile(struct parse_ctx *ctx, const char *arg)
+{
+    return set_string(&ctx->cfg->pidfile, arg);
+}
+
+static int opt_daemonize(struct parse_ctx *ctx, const char *arg)
+{
+    ctx->cfg->daemonize = true;
+    return 0;
+}
+
+static int opt_logfile(struct parse_ctx *ctx, const char *arg)
+{
+    return set_string(&ctx->cfg->logfile, arg);
+}
+
+static int parse_u16(const char *v, uint16_t *out)
+{
+    char *end;
+    errno = 0;
+    unsigned long n = strtoul(v, &end, 0);
+    if (!*v || *end || errno || n > 0xFFFF)
+        return -EINVAL;
+    *out = (uint16_t)n;
+    return 0;
+}
+
+static int device_isa_debug_exit(struct parse_ctx *ctx, struct keyval *kv)
+{
+    struct vm_config *cfg = ctx->cfg;
+    const char *iobase = keyval_get(kv, "iobase");
+    const char *iosize = keyval_get(kv, "iosize");
+    keyval_get(kv, "id");
+    cfg->debug_exit.iobase = 0x501;     /* QEMU's defaults */
+    cfg->debug_exit.iosize = 2;
+    if (iobase && parse_u16(iobase, &cfg->debug_exit.iobase) < 0)
+        return fail(ctx, "-device isa-debug-exit: bad iobase '%s' (expected a port number, e.g. 0xf4)", iobase);
+    if (iosize && (parse_u16(iosize, &cfg->debug_exit.iosize) < 0 ||
+                   (cfg->debug_exit.iosize != 1 && cfg->debug_exit.iosize != 2 &&
+                    cfg->debug_exit.iosize != 4)))
+        return fail(ctx, "-device isa-debug-exit: bad iosize '%s' (expected 1, 2 or 4)", iosize);
+    if ((uint32_t)cfg->debug_exit.iobase + cfg->debug_exit.iosize > 0x10000)
+        return fail(ctx, "-device isa-debug-exit: iobase+iosize beyond port 0xffff");
+    const char *unused = keyval_unused(kv);
+    if (unused)
+        return fail(ctx, "-device isa-debug-exit: unknown property '%s' (expected iobase=PORT,iosize=1|2|4)", unused);
+    if (cfg->debug_exit.present)
+        return fail(ctx, "-device isa-debug-exit: only one instance is supported");
+    cfg->debug_exit.present = true;
+    return 0;
+}
+
+static int opt_device(struct parse_ctx *ctx, const char *arg)
+{
+    if (is_help(arg)) {
+        printf("Misc devices:\n"
+               "name \"isa-debug-exit\", bus ISA\n");
+        ctx->exit_ok = true;
+        return 0;
+    }
+    struct keyval kv;
+    if (keyval_parse(&kv, arg, "driver") < 0)
+        return fail(ctx, "-device: cannot parse '%s' (expected DRIVER[,prop=value,...])", arg);
+    const char *driver = keyval_get(&kv, "driver");
+    int ret;
+    if (driver && !strcmp(driver, "isa-debug-exit")) {
+        if (keyval_get(&kv, "help")) {
+            printf("isa-debug-exit options:\n"
+                   "  iobase=<uint32>        -  (default: 1281)\n"
+                   "  iosize=<uint32>        -  (default: 2)\n");
+            ctx->exit_ok = true;
+            ret = 0;
+        } else {
+            ret = device_isa_debug_exit(ctx, &kv);
+        }
+    } else {
+        ret = fail(ctx, "-device: '%s' is not supported yet (-device help lists the devices)",
+                   driver ? driver : arg);
+    }
+    keyval_free(&kv);
+    return ret;
+}
+
+static int opt_version(struct parse_ctx *ctx, const char *arg);
+static int opt_help(struct parse_ctx *ctx, const char *arg);
+
+static const struct option_def options[] = {
+    { "m",          true,  opt_m,          "-m [size=]N[kMGT]  guest RAM, MiB when no unit (default 128M)" },
+    { "smp",        true,  opt_smp,        "-smp N[,cores=C][,threads=T][,sockets=S][,maxcpus=M]  vCPUs and topology" },
+    { "kernel",     true,  opt_kernel,     "-kernel FILE       bzImage, vmlinux (PVH or ELF64) or multiboot kernel" },
+    { "initrd",     true,  opt_initrd,     "-initrd FILE       initial ram disk" },
+    { "append",     true,  opt_append,     "-append CMDLINE    kernel command line" },
+    { "name",       true,  opt_name,       "-name NAME         guest name" },
+    { "machine",    true,  opt_machine,    "-machine [type=]pc[,accel=kvm]  machine (only pc)" },
+    { "M",          true,  opt_machine,    "-M TYPE            same as -machine" },
+    { "cpu",        true,  opt_cpu,        "-cpu host|max      CPU model (host passthrough)" },
+    { "enable-kvm", false, opt_enable_kvm, "-enable-kvm        accepted: kvmbox always uses KVM" },
+    { "accel",      true,  opt_accel,      "-accel kvm         accepted: kvmbox always uses KVM" },
+    { "nographic",  false, opt_nographic,  "-nographic         serial console on this terminal (Ctrl-a x quits)" },
+    { "display",    true,  opt_display,    "-display none      no display (kvmbox has no graphical console)" },
+    { "vga",        true,  opt_vga,        "-vga none          no VGA adapter" },
+    { "serial",     true,  opt_serial,     "-serial DEV        stdio|null|none|pty|file:P|unix:P[,server,nowait]|tcp:H:P[,server,nowait]" },
+    { "no-reboot",  false, opt_no_reboot,  "-no-reboot         exit instead of rebooting" },
+    { "no-acpi",    false, opt_no_acpi,    "-no-acpi           no ACPI tables (MP table only; no ACPI power-off)" },
+    { "device",     true,  opt_device,     "-device DRIVER[,prop=v]  add a device (-device help)" },
+    { "pidfile",    true,  opt_pidfile,    "-pidfile FILE      write the process id to FILE" },
+    { "daemonize",  false, opt_daemonize,  "-daemonize         detach after start-up" },
+    { "D",          true,  opt_logfile,    "-D FILE            log to FILE (info level, includes boot-timer)" },
+    { "version",    false, opt_version,    "-version           print the version" },
+    { "h",          false, opt_help,       "-h                 this help" },
+    { "help",       false, opt_help,       NULL },
+};
+
+static int opt_version(struct parse_ctx *ctx, const char *arg)
+{
+    printf("kvmbox version %s (qemu-kvm compatible command line)\n", KVMBOX_VERSION);
+    ctx->exit_ok = true;
+    return 0;
+}
+
+static int opt_help(struct parse_ctx *ctx, const char *arg)
+{
+    printf("usage: kvmbox [options]\n\n");
+    for (size_t i = 0; i < sizeof options / sizeof options[0]; i++)
+        if (options[i].help)
+            printf("  %s\n", options[i].help);
+    printf("\nOptions take one or two leading dashes, as in qemu-system-x86_64.\n");
+    ctx->exit_ok = true;
+    return 0;
+}
+
+static void config_defaults(struct vm_config *cfg)
+{
+    memset(cfg, 0, sizeof *cfg);
+    cfg->ram_size = 128ULL << 20;
+    cfg->smp = (struct smp_config){ 1, 1, 1, 1, 1 };
+}
+
+/* Options with a value that only completes the picture after all options
+ * are read: default serial port, conflicts. */
+static int config_finish(struct parse_ctx *ctx)
+{
+    struct vm_config *cfg = ctx->cfg;
+    if (!cfg->serial_given) {
+        /* QEMU sends COM1 to its graphical console by default; kvmbox has
+         * none, so COM1 goes to the terminal as with -nographic. */
+        cfg->serial[0].kind = CHARDEV_STDIO;
+        cfg->nr_serial = 1;
+    }
+    if (!cfg->kernel)
+        return fail(ctx, "-kernel: no kernel given (expected -kernel FILE; "
+                    "kvmbox has no BIOS to boot disks yet)");
+    if (cfg->initrd && !cfg->kernel)
+        return fail(ctx, "-initrd: needs -kernel");
+    unsigned stdio_users = 0;
+    for (unsigned i = 0; i < cfg->nr_serial; i++)
+        stdio_users += cfg->serial[i].kind == CHARDEV_STDIO;
+    if (stdio_users > 1)
+        return fail(ctx, "-serial: stdio can be used by only one serial port");
+    if (cfg->daemonize && stdio_users)
+        return fail(ctx, "-daemonize: cannot be used with a serial port on stdio "
+                    "(expected -serial file:PATH, pty, unix:... or null)");
+    if (!cfg->machine && set_string(&cfg->machine, "pc") < 0)
+        return -ENOMEM;
+    if (!cfg->cpu_model && set_string(&cfg->cpu_model, "host") < 0)
+        return -ENOMEM;
+    return 0;
+}
+
+enum config_result config_parse(struct vm_config *cfg, int argc, char **argv)
+{
+    struct parse_ctx ctx = { .cfg = cfg };
+    config_defaults(cfg);
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (a[0] != '-' || a[1] == '\0') {
+            fprintf(stderr, "kvmbox: %s: disk image arguments need IDE, which "
+                    "is not supported yet (expected -kernel FILE)\n", a);
+            return CONFIG_ERROR;
+        }
+        const char *name = a + 1 + (a[1] == '-');
+        const struct option_def *def = NULL;
+        for (size_t j = 0; j < sizeof options / sizeof options[0]; j++)
+            if (!strcmp(name, options[j].name))
+                def = &options[j];
+        if (!def) {
+            fprintf(stderr, "kvmbox: -%s: invalid option (kvmbox -h lists the options)\n", name);
+            return CONFIG_ERROR;
+        }
+        const char *arg = NULL;
+        if (def->has_arg) {
+            if (i + 1 >= argc) {
+                char help[128] = "";
+                if (def->help)
+                    snprintf(help, sizeof help, " (expected %s)", def->help);
+                /* The help text is "-opt FORM   description": keep the form. */
+                char *gap = strstr(help, "  ");
+                if (gap) {
+                    gap[0] = ')';
+                    gap[1] = '\0';
+                }
+                fprintf(stderr, "kvmbox: -%s: requires an argument%s\n", name, help);
+                return CONFIG_ERROR;
+            }
+            arg = argv[++i];
+        }
+        ctx.err[0] = '\0';
+        int ret = def->fn(&ctx, arg);
+        if (ret == -ENOMEM) {
+            fprintf(stderr, "kvmbox: out of memory parsing -%s\n", name);
+            return CONFIG_ERROR;
+        }
+        if (ret < 0) {
+            fprintf(stderr, "kvmbox: %s\n", ctx.err);
+            return CONFIG_ERROR;
+        }
+        if (ctx.exit_ok)
+            return CONFIG_EXIT_OK;
+    }
+    if (config_finish(&ctx) < 0) {
+        fprintf(stderr, "kvmbox: %s\n", ctx.err[0] ? ctx.err : "out of memory");
+        return CONFIG_ERROR;
+    }
+    return CONFIG_RUN;
+}
+
+void config_free(struct vm_config *cfg)
+{
+    free(cfg->kernel);
+    free(cfg->initrd);
+    free(cfg->append);
+    free(cfg->name);
+    free(cfg->machine);
+    free(cfg->cpu_model);
+    free(cfg->pidfile);
+    free(cfg->logfile);
+    for (unsigned i = 0; i < cfg->nr_serial; i++) {
+        free(cfg->serial[i].path);
+        free(cfg->serial[i].host);
+    }
+    memset(cfg, 0, sizeof *cfg);
+}

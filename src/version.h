@@ -1,0 +1,1 @@
+#define KVMBOX_VERSION "0.1.0"

@@ -1,0 +1,107 @@
+#!/usr/bin/env bash
+# Build the initramfs used by the Linux end-to-end test and the boot
+# benchmark: a gzip'd newc cpio holding Debian's statically linked busybox
+# and an /init script that mounts proc, sys and devtmpfs, prints
+#
+#     KVMBOX-INIT-OK cpus=<nproc>
+#
+# on /dev/console and powers the machine off (`poweroff -f`: the kernel's
+# reboot(POWER_OFF), which with ACPI writes the FADT's PM1 control register).
+#
+# Usage: tests/linux/make-initramfs.sh [DIR]
+# Writes DIR/initramfs.cpio.gz, or by default a file in the cache directory
+# shared with build-kernel.sh (${KVMBOX_CACHE:-~/.cache/kvmbox}), keyed by
+# this script and the busybox binary so an unchanged input is reused.
+# Prints the path of the initramfs on stdout; everything else goes to stderr.
+#
+# Needs no root: /dev/console (which the kernel opens for init's stdio
+# before /init runs) is written as a hand-made cpio entry instead of mknod.
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+
+# busybox-static, installed only when missing (a dynamic busybox would need
+# its libc inside the initramfs).
+if [ "$(dpkg-query -W -f='${Status}' busybox-static 2>/dev/null)" != \
+     "install ok installed" ]; then
+    echo "make-initramfs: installing busybox-static" >&2
+    timeout 300 apt-get update -qq >&2
+    DEBIAN_FRONTEND=noninteractive timeout 600 \
+        apt-get install -y -qq busybox-static >&2
+fi
+bb=$(dpkg-query -L busybox-static | grep -m1 '/bin/busybox$')
+[ -x "$bb" ] || { echo "make-initramfs: $bb not found" >&2; exit 1; }
+for tool in cpio gzip; do
+    command -v "$tool" >/dev/null ||
+        { echo "make-initramfs: $tool is required" >&2; exit 1; }
+done
+
+if [ $# -ge 1 ]; then
+    mkdir -p "$1"
+    out=$(cd "$1" && pwd)/initramfs.cpio.gz
+else
+    cache=${KVMBOX_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/kvmbox}
+    key=$(cat "$here/make-initramfs.sh" "$bb" | sha256sum | cut -c1-12)
+    out=$cache/initramfs-$key.cpio.gz
+    if [ -s "$out" ]; then
+        echo "$out"
+        exit 0
+    fi
+    mkdir -p "$cache"
+fi
+
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+
+root=$tmp/root
+mkdir -p "$root"/{bin,sbin,dev,proc,sys,tmp,etc,root}
+cp "$bb" "$root/bin/busybox"
+# Every applet as a symlink, so /init can use plain command names.
+for applet in $("$bb" --list); do
+    [ "$applet" = busybox ] || [ -e "$root/bin/$applet" ] ||
+        ln -s busybox "$root/bin/$applet"
+done
+ln -s ../bin/busybox "$root/sbin/init"
+
+cat >"$root/init" <<'EOF'
+#!/bin/sh
+# kvmbox end-to-end test init (tests/linux/make-initramfs.sh).
+export PATH=/bin:/sbin
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev 2>/dev/null || true
+echo "KVMBOX-INIT-OK cpus=$(nproc)" >/dev/console
+poweroff -f
+# Not reached unless poweroff failed; keep init alive so the failure is
+# a hang the test's timeout reports, not an "Attempted to kill init" panic.
+echo "KVMBOX-INIT-POWEROFF-FAILED" >/dev/console
+while :; do sleep 3600; done
+EOF
+chmod 755 "$root/init"
+
+# One newc cpio entry for the character device /dev/console (5,1), 0600.
+# Format: "070701", 13 8-digit hex fields, the name with its NUL padded so
+# that header+name is a multiple of 4 (no data for a device node).
+newc_console() {
+    local name=dev/console
+    local namesize=$(( ${#name} + 1 ))
+    printf '070701%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X' \
+        1000001 $((0020600)) 0 0 1 0 0 0 0 5 1 "$namesize" 0
+    printf '%s\0' "$name"
+    local pad=$(( (4 - (110 + namesize) % 4) % 4 ))
+    head -c "$pad" /dev/zero
+}
+
+{
+    (cd "$root" && find . -mindepth 1 | sed 's|^\./||' | LC_ALL=C sort |
+        cpio -o -H newc -R 0:0 --quiet)
+    # The kernel unpacks concatenated archives: the device node goes in a
+    # second one (ending with its own trailer).
+    newc_console
+    printf '070701%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X' \
+        0 0 0 0 1 0 0 0 0 0 0 11 0
+    printf 'TRAILER!!!\0'
+    head -c 3 /dev/zero   # 110 + 11 bytes, padded to 124
+} | gzip -9 -n >"$tmp/initramfs.cpio.gz"
+mv "$tmp/initramfs.cpio.gz" "$out"
+echo "$out"

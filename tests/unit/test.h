@@ -1,0 +1,76 @@
+/* A tiny unit-test harness. A test file defines TEST(name) functions and a
+ * main() that calls RUN(name) for each, then returns test_summary().
+ * Output, one line per test: "PASS name" / "FAIL name: file:line: expr" /
+ * "SKIP name: reason"; tests/run.sh counts those lines. */
+#ifndef KVMBOX_TEST_H
+#define KVMBOX_TEST_H
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+
+static int test_failed_flag, test_skipped_flag;
+static char test_skip_reason[256];
+static int tests_run, tests_failed;
+
+#define TEST(name) static void name(void)
+
+#define CHECK(expr)                                                        \
+    do {                                                                   \
+        if (!(expr)) {                                                     \
+            printf("    %s:%d: CHECK(%s) failed\n", __FILE__, __LINE__, #expr); \
+            test_failed_flag = 1;                                          \
+            return;                                                        \
+        }                                                                  \
+    } while (0)
+
+#define CHECK_EQ(a, b)                                                     \
+    do {                                                                   \
+        long long _a = (long long)(a), _b = (long long)(b);                \
+        if (_a != _b) {                                                    \
+            printf("    %s:%d: CHECK_EQ(%s, %s): %lld != %lld (0x%llx != 0x%llx)\n", \
+                   __FILE__, __LINE__, #a, #b, _a, _b,                     \
+                   (unsigned long long)_a, (unsigned long long)_b);        \
+            test_failed_flag = 1;                                          \
+            return;                                                        \
+        }                                                                  \
+    } while (0)
+
+#define CHECK_STR(a, b)                                                    \
+    do {                                                                   \
+        const char *_a = (a), *_b = (b);                                   \
+        if (!_a || !_b || strcmp(_a, _b) != 0) {                           \
+            printf("    %s:%d: CHECK_STR(%s, %s): \"%s\" != \"%s\"\n",     \
+                   __FILE__, __LINE__, #a, #b, _a ? _a : "(null)",         \
+                   _b ? _b : "(null)");                                    \
+            test_failed_flag = 1;                                          \
+            return;                                                        \
+        }                                                                  \
+    } while (0)
+
+#define SKIP(...)                                                          \
+    do {                                                                   \
+        snprintf(test_skip_reason, sizeof test_skip_reason, __VA_ARGS__);  \
+        test_skipped_flag = 1;                                             \
+        return;                                                            \
+    } while (0)
+
+#define RUN(name)                                                          \
+    do {                                                                   \
+        test_failed_flag = test_skipped_flag = 0;                          \
+        name();                                                            \
+        tests_run++;                                                       \
+        if (test_failed_flag) {                                            \
+            tests_failed++;                                                \
+            printf("FAIL %s\n", #name);                                    \
+        } else if (test_skipped_flag) {                                    \
+            printf("SKIP %s: %s\n", #name, test_skip_reason);              \
+        } else {                                                           \
+            printf("PASS %s\n", #name);                                    \
+        }                                                                  \
+        fflush(stdout);                                                    \
+    } while (0)
+
+static inline int test_summary(void) { return tests_failed ? 1 : 0; }
+
+#endif
