@@ -198,7 +198,7 @@ static void *vcpu_thread(void *arg)
     pthread_sigmask(SIG_UNBLOCK, &kick, NULL);
     struct log_ratelimit rl = vcpu_unhandled_rl_init;
     bool running = true;
-    while (running && !atomic_load(&vm->quitting)) {
+    while (running && !atomic_load(&vm->quitting) && !atomic_load(&vm->exit_requested)) {
         if (atomic_load(&vm->pause_req)) {
             vcpu_park(v);
             continue;

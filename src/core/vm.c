@@ -347,12 +347,18 @@ void vm_request_exit(struct vm *vm, int status)
     unsigned old = atomic_fetch_or(&vm->requests, VM_REQ_EXIT);
     if (!(old & VM_REQ_EXIT))
         atomic_store(&vm->exit_status, status);
+    /* The requesting vCPU (e.g. one that wrote the ACPI sleep register)
+     * must not run on: the guest expects to be gone, as on hardware. */
+    atomic_store(&vm->exit_requested, true);
     if (vm->loop)
         loop_wake(vm->loop);
 }
 
 void vm_request_reset(struct vm *vm)
 {
+    /* The requesting vCPU parks at once instead of running past the reset
+     * write; the main thread parks the others (vm_pause_vcpus). */
+    atomic_store(&vm->pause_req, true);
     atomic_fetch_or(&vm->requests, VM_REQ_RESET);
     if (vm->loop)
         loop_wake(vm->loop);

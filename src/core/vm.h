@@ -94,6 +94,7 @@ struct vm {
     atomic_uint requests;
     atomic_int exit_status;         /* valid once VM_REQ_EXIT is set */
     atomic_bool pause_req;          /* vCPUs park at the next exit */
+    atomic_bool exit_requested;     /* vCPUs stop at the next exit */
     atomic_bool quitting;           /* vCPU threads return */
     pthread_mutex_t park_lock;
     pthread_cond_t park_cond;       /* parked count changed / unpause */

@@ -224,10 +224,28 @@ static inline __attribute__((format(printf, 1, 2))) void kprintf(const char *fmt
     va_end(ap);
 }
 
+static inline u64 rdtsc64(void)
+{
+    u32 lo, hi;
+    __asm__ volatile("rdtsc" : "=a"(lo), "=d"(hi));
+    return ((u64)hi << 32) | lo;
+}
+
+/* Spin for about `cycles` TSC ticks (no calibration needed: only used as a
+ * generous grace period). */
+static inline void spin_tsc(u64 cycles)
+{
+    u64 t0 = rdtsc64();
+    while (rdtsc64() - t0 < cycles)
+        cpu_relax();
+}
+
 static inline __attribute__((noreturn)) void power_off(void)
 {
     outw(PORT_PM1A_CNT, S5_POWER_OFF);
-    /* Still here: the VMM did not power off. Say so and stop. */
+    /* The VMM stops the vCPUs asynchronously: give it a few seconds (4e9
+     * TSC ticks) before declaring that the power-off was ignored. */
+    spin_tsc(4000000000ULL);
     kprintf("FAIL power-off via ACPI PM1a_CNT did not stop the VM\n");
     halt_forever();
 }

@@ -58,6 +58,7 @@ static __attribute__((noreturn, format(printf, 2, 3))) void fail(u32 code, const
     va_end(ap);
     kprintf("\n");
     outl(PORT_DEBUG_EXIT, code);   /* ends the VM when isa-debug-exit is present */
+    spin_tsc(1000000000ULL);
     power_off();
 }
 
@@ -716,6 +717,7 @@ static void test_exit(void)
 {
     kprintf("exit: writing 0x21 to isa-debug-exit\n");
     outl(PORT_DEBUG_EXIT, 0x21);
+    spin_tsc(4000000000ULL);              /* the VMM stops us asynchronously */
     fail(FC_EXIT, "exit: still running after isa-debug-exit write");
 }
 

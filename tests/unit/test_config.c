@@ -191,7 +191,7 @@ TEST(full_command_lines)
 TEST(bad_command_lines)
 {
     struct vm_config cfg;
-    static const char *const *const bad[] = {
+    const char *const *const bad[] = {
         ARGS("-frobnicate"),
         ARGS("-kernel", "/k", "-m", "12Q"),
         ARGS("-kernel", "/k", "-m", "0"),
