@@ -240,10 +240,11 @@ done
 
 # median COLUMN NAME FILE: median of a column over the repetitions ("-" if none).
 median() {
-    awk -v c="$1" -v n="$2" '$1 == n && $c != "-" { v[k++] = $c }
-        END { if (!k) { print "-"; exit }
-              asort(v); m = (k % 2) ? v[(k + 1) / 2] : (v[k / 2] + v[k / 2 + 1]) / 2
-              print m }' "$3"
+    awk -v c="$1" -v n="$2" '$1 == n && $c != "-" { print $c }' "$3" | sort -g |
+        awk '{ v[NR] = $1 }
+             END { if (!NR) { print "-"; exit }
+                   if (NR % 2) print v[(NR + 1) / 2]
+                   else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
 }
 ratio() {
     awk -v a="$1" -v b="$2" 'BEGIN { if (a == "-" || b == "-" || b + 0 == 0) print "-";

@@ -37,6 +37,7 @@ struct vm_config {
     char *kernel, *initrd, *append, *name;
     char *machine;                 /* "pc" */
     char *cpu_model;               /* "host" */
+    uint32_t cpu_kvm_on, cpu_kvm_off;  /* -cpu host,kvm-*=on|off: CPUID 0x40000001 EAX bits */
     struct chardev_spec serial[CONFIG_MAX_SERIAL];
     unsigned nr_serial;
     bool serial_given;             /* any -serial on the command line */

@@ -229,6 +229,54 @@ static int opt_machine(struct parse_ctx *ctx, const char *arg)
     return ret;
 }
 
+/* QEMU's names for the KVM paravirtual feature bits (CPUID 0x40000001 EAX,
+ * Documentation/virt/kvm/x86/cpuid.rst). */
+static const struct { const char *name; uint32_t bits; } kvm_pv_features[] = {
+    { "kvmclock", (1u << 0) | (1u << 3) }, { "kvm-nopiodelay", 1u << 1 },
+    { "kvm-mmu", 1u << 2 }, { "kvm-asyncpf", 1u << 4 }, { "kvm-steal-time", 1u << 5 },
+    { "kvm-pv-eoi", 1u << 6 }, { "kvm-pv-unhalt", 1u << 7 },
+    { "kvm-pv-tlb-flush", 1u << 9 }, { "kvm-asyncpf-vmexit", 1u << 10 },
+    { "kvm-pv-ipi", 1u << 11 }, { "kvm-poll-control", 1u << 12 },
+    { "kvm-pv-sched-yield", 1u << 13 }, { "kvm-asyncpf-int", 1u << 14 },
+    { "kvm-msi-ext-dest-id", 1u << 15 }, { "kvmclock-stable-bit", 1u << 24 },
+};
+
+/* One "-cpu" property: name=on|off, +name or -name. */
+static int cpu_feature(struct parse_ctx *ctx, const char *item)
+{
+    char name[128];
+    bool on = true;
+    const char *eq = strchr(item, '=');
+    if (item[0] == '+' || item[0] == '-') {
+        on = item[0] == '+';
+        snprintf(name, sizeof name, "%s", item + 1);
+    } else if (eq) {
+        snprintf(name, sizeof name, "%.*s", (int)(eq - item), item);
+        if (keyval_bool(eq + 1, &on) < 0)
+            return fail(ctx, "-cpu: bad value in '%s' (expected on or off)", item);
+    } else {
+        snprintf(name, sizeof name, "%s", item);
+    }
+    for (size_t i = 0; i < sizeof kvm_pv_features / sizeof kvm_pv_features[0]; i++) {
+        if (strcmp(name, kvm_pv_features[i].name))
+            continue;
+        uint32_t b = kvm_pv_features[i].bits;
+        if (on) {
+            ctx->cfg->cpu_kvm_on |= b;
+            ctx->cfg->cpu_kvm_off &= ~b;
+        } else {
+            ctx->cfg->cpu_kvm_off |= b;
+            ctx->cfg->cpu_kvm_on &= ~b;
+        }
+        return 0;
+    }
+    /* Other CPUID feature flags (+x2apic, -pdpe1gb, ...) need CPUID
+     * masking that KVM does not enforce on every host (see the user guide);
+     * until kvmbox offers it, refuse rather than pretend. */
+    return fail(ctx, "-cpu: feature '%s' is not supported (expected host or max, "
+                "optionally with kvm-* paravirtual features =on|off)", name);
+}
+
 static int opt_cpu(struct parse_ctx *ctx, const char *arg)
 {
     if (is_help(arg)) {
@@ -238,12 +286,25 @@ static int opt_cpu(struct parse_ctx *ctx, const char *arg)
         ctx->exit_ok = true;
         return 0;
     }
-    /* Feature flags (+x2apic, -pdpe1gb) and named models need CPUID
-     * masking, which this host's KVM would not enforce anyway (see
-     * docs); only passthrough models are offered. */
-    if (strcmp(arg, "host") && strcmp(arg, "max"))
-        return fail(ctx, "-cpu: '%s' is not supported (expected host or max)", arg);
-    return set_string(&ctx->cfg->cpu_model, arg);
+    struct keyval kv;
+    if (keyval_parse(&kv, arg, "model") < 0)
+        return fail(ctx, "-cpu: cannot parse '%s' (expected host or max[,kvm-FEATURE=on|off])", arg);
+    const char *model = keyval_get(&kv, "model");
+    int ret = 0;
+    if (!model || (strcmp(model, "host") && strcmp(model, "max")))
+        ret = fail(ctx, "-cpu: '%s' is not supported (expected host or max)", model ? model : arg);
+    for (unsigned i = 1; i < kv.n && ret == 0; i++) {
+        char item[128];
+        if (kv.value[i])
+            snprintf(item, sizeof item, "%s=%s", kv.key[i], kv.value[i]);
+        else
+            snprintf(item, sizeof item, "%s", kv.key[i]);
+        ret = cpu_feature(ctx, item);
+    }
+    if (ret == 0)
+        ret = set_string(&ctx->cfg->cpu_model, model);
+    keyval_free(&kv);
+    return ret;
 }
 
 static int opt_pidfile(struct parse_ctx *ctx, const char *arg)

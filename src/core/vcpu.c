@@ -92,14 +92,17 @@ static void vcpu_park(struct vcpu *v)
     pthread_mutex_unlock(&vm->park_lock);
 }
 
-static void vcpu_dump_regs(struct vcpu *v)
+void vcpu_dump_regs(struct vcpu *v)
 {
     struct kvm_regs r;
     struct kvm_sregs s;
     if (ioctl(v->fd, KVM_GET_REGS, &r) < 0 || ioctl(v->fd, KVM_GET_SREGS, &s) < 0)
         return;
-    log_err("vCPU %u: RIP=%016llx RSP=%016llx RFLAGS=%08llx CS=%04x CR0=%llx CR3=%llx CR4=%llx EFER=%llx",
-            v->index, r.rip, r.rsp, r.rflags, s.cs.selector, s.cr0, s.cr3, s.cr4, s.efer);
+    struct kvm_mp_state mp = { 0 };
+    ioctl(v->fd, KVM_GET_MP_STATE, &mp);
+    log_err("vCPU %u: RIP=%016llx RSP=%016llx RFLAGS=%08llx CS=%04x CR0=%llx CR3=%llx CR4=%llx EFER=%llx mp_state=%u",
+            v->index, r.rip, r.rsp, r.rflags, s.cs.selector, s.cr0, s.cr3, s.cr4, s.efer,
+            mp.mp_state);
     log_err("vCPU %u: RAX=%016llx RBX=%016llx RCX=%016llx RDX=%016llx RSI=%016llx RDI=%016llx",
             v->index, r.rax, r.rbx, r.rcx, r.rdx, r.rsi, r.rdi);
 }

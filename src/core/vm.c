@@ -435,6 +435,14 @@ static void vm_on_signal(void *opaque, int fd, uint32_t events)
     struct signalfd_siginfo si;
     if (read(fd, &si, sizeof si) != sizeof si)
         return;
+    if (si.ssi_signo == SIGUSR2) {
+        /* Debugging aid: where is every vCPU? (docs/architecture.md) */
+        vm_pause_vcpus(vm);
+        for (unsigned i = 0; i < vm->nr_vcpus; i++)
+            vcpu_dump_regs(&vm->vcpus[i]);
+        vm_resume_vcpus(vm);
+        return;
+    }
     /* QEMU's behaviour and message: a termination signal is an orderly
      * shutdown, exit status 0. */
     fprintf(stderr, "kvmbox: terminating on signal %u from pid %u\n",
@@ -452,6 +460,7 @@ int vm_run(struct vm *vm)
     sigaddset(&term, SIGINT);
     sigaddset(&term, SIGTERM);
     sigaddset(&term, SIGHUP);
+    sigaddset(&term, SIGUSR2);
     pthread_sigmask(SIG_BLOCK, &term, NULL);
     vm->signal_fd = signalfd(-1, &term, SFD_CLOEXEC | SFD_NONBLOCK);
     if (vm->signal_fd < 0 ||

@@ -141,6 +141,8 @@ int vcpu_save_reset_state(struct vcpu *v);
 int vcpu_apply_reset_state(struct vcpu *v);
 int vcpu_start(struct vcpu *v);
 void vcpu_kick(struct vcpu *v);
+/* Log the vCPU's registers (error level): crash reports, SIGUSR2. */
+void vcpu_dump_regs(struct vcpu *v);
 /* Signal used to kick vCPU threads out of KVM_RUN. */
 #define VCPU_KICK_SIGNAL SIGUSR1
 

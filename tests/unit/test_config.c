@@ -180,6 +180,11 @@ TEST(full_command_lines)
     CHECK_STR(cfg.logfile, "/tmp/l");
     CHECK_STR(cfg.machine, "pc");
     config_free(&cfg);
+    CHECK_EQ(parse(&cfg, ARGS("-kernel", "/k", "-cpu", "host,kvm-pv-ipi=off,+kvm-pv-unhalt,-kvmclock")),
+             CONFIG_RUN);
+    CHECK_EQ(cfg.cpu_kvm_off, (1u << 11) | (1u << 0) | (1u << 3));
+    CHECK_EQ(cfg.cpu_kvm_on, 1u << 7);
+    config_free(&cfg);
     /* Defaults. */
     CHECK_EQ(parse(&cfg, ARGS("-kernel", "/k")), CONFIG_RUN);
     CHECK_EQ(cfg.ram_size, 128ULL << 20);
@@ -206,6 +211,8 @@ TEST(bad_command_lines)
         ARGS("-kernel", "/k", "-device", "nosuchdevice"),
         ARGS("-kernel", "/k", "-device", "isa-debug-exit,iosize=3"),
         ARGS("-kernel", "/k", "-cpu", "pentium"),
+        ARGS("-kernel", "/k", "-cpu", "host,+x2apic"),
+        ARGS("-kernel", "/k", "-cpu", "host,kvm-pv-ipi=maybe"),
         ARGS("-kernel", "/k", "-display", "gtk"),
         ARGS("-m", "128"),                              /* nothing to boot */
         ARGS("disk.img", "-kernel", "/k"),

@@ -19,7 +19,8 @@ static unsigned cpu_bits_for(unsigned n)
 /* Intel SDM vol. 2A, CPUID leaves 1, 4 and 0xB/0x1F; the KVM leaves are
  * Documentation/virt/kvm/x86/cpuid.rst. */
 void x86_cpuid_for_vcpu(const struct kvm_cpuid2 *in, struct kvm_cpuid2 *out,
-                        const struct smp_config *smp, uint32_t apic_id)
+                        const struct smp_config *smp, uint32_t apic_id,
+                        uint32_t kvm_on, uint32_t kvm_off)
 {
     unsigned threads = smp->threads, cores = smp->cores;
     unsigned per_pkg = threads * cores;
@@ -47,23 +48,8 @@ void x86_cpuid_for_vcpu(const struct kvm_cpuid2 *in, struct kvm_cpuid2 *out,
             }
             break;
         case 0xB:
-        case 0x1F: {
-            unsigned sub = e.index;
-            e.edx = apic_id;
-            if (sub == 0) {
-                e.eax = tbits;
-                e.ebx = threads;
-                e.ecx = (1u << 8) | sub;    /* SMT level */
-            } else if (sub == 1) {
-                e.eax = tbits + cbits;
-                e.ebx = per_pkg;
-                e.ecx = (2u << 8) | sub;    /* core level */
-            } else {
-                e.eax = e.ebx = 0;
-                e.ecx = sub;                /* invalid level ends the list */
-            }
-            break;
-        }
+        case 0x1F:
+            continue;       /* synthesized below, whatever KVM offered */
         case 0x40000000:
             /* "KVMKVMKVM\0\0\0": the signature Linux looks for to enable
              * kvmclock and the other PV features in leaf 0x40000001. */
@@ -72,6 +58,9 @@ void x86_cpuid_for_vcpu(const struct kvm_cpuid2 *in, struct kvm_cpuid2 *out,
             e.edx = 0x0000004d;
             if (e.eax < 0x40000001)
                 e.eax = 0x40000001;
+            break;
+        case 0x40000001:
+            e.eax = (e.eax & ~kvm_off) | (e.eax & kvm_on);
             break;
         case 0x80000008:
             /* AMD: cores per package - 1 in ECX[7:0], APIC ID size [15:12]. */
@@ -82,6 +71,37 @@ void x86_cpuid_for_vcpu(const struct kvm_cpuid2 *in, struct kvm_cpuid2 *out,
             break;
         }
         out->entries[out->nent++] = e;
+    }
+    /* Extended topology: KVM may offer leaf 0xB with only an empty subleaf
+     * 0, which makes every vCPU its own package (and Linux then
+     * recalibrates its delay loop on each AP). Describe the -smp topology:
+     * SMT level, core level, then the terminating invalid level. Leaf 0x1F
+     * (V2) carries the same when the CPU advertises it. */
+    uint32_t max_basic = 0;
+    for (uint32_t i = 0; i < in->nent; i++)
+        if (in->entries[i].function == 0)
+            max_basic = in->entries[i].eax;
+    for (uint32_t leaf = 0xB; leaf <= 0x1F; leaf += 0x1F - 0xB) {
+        if (max_basic < leaf)
+            break;
+        for (uint32_t sub = 0; sub < 3; sub++) {
+            struct kvm_cpuid_entry2 e = {
+                .function = leaf, .index = sub,
+                .flags = KVM_CPUID_FLAG_SIGNIFCANT_INDEX, .edx = apic_id,
+            };
+            if (sub == 0) {
+                e.eax = tbits;
+                e.ebx = threads;
+                e.ecx = (1u << 8) | sub;    /* SMT level */
+            } else if (sub == 1) {
+                e.eax = tbits + cbits;
+                e.ebx = per_pkg;
+                e.ecx = (2u << 8) | sub;    /* core level */
+            } else {
+                e.ecx = sub;                /* level type 0: end of list */
+            }
+            out->entries[out->nent++] = e;
+        }
     }
 }
 
@@ -150,16 +170,49 @@ static int x86_setup_lapic(struct vcpu *v)
     return ioctl(v->fd, KVM_SET_LAPIC, &lapic) < 0 ? -errno : 0;
 }
 
+/* Does the CPU kvmbox runs on have hardware virtualization? */
+static bool x86_host_has_vmx_or_svm(void)
+{
+    unsigned a, b, c, d;
+    __asm__ volatile("cpuid" : "=a"(a), "=b"(b), "=c"(c), "=d"(d) : "a"(1), "c"(0));
+    if (c & (1u << 5))                      /* VMX */
+        return true;
+    __asm__ volatile("cpuid" : "=a"(a), "=b"(b), "=c"(c), "=d"(d) : "a"(0x80000000), "c"(0));
+    if (a < 0x80000001)
+        return false;
+    __asm__ volatile("cpuid" : "=a"(a), "=b"(b), "=c"(c), "=d"(d) : "a"(0x80000001), "c"(0));
+    return c & (1u << 2);                   /* SVM */
+}
+
+/* The PV features a guest uses through hypercalls (kick a halted vCPU for
+ * PV spinlocks, send IPIs, yield to a preempted vCPU). */
+#define KVM_PV_HYPERCALL_FEATURES \
+    (KVM_PV_FEATURE_BIT(7) | KVM_PV_FEATURE_BIT(11) | KVM_PV_FEATURE_BIT(13))
+#define KVM_PV_FEATURE_BIT(n) (1u << (n))
+
 int x86_cpus_init(struct vm *vm)
 {
     const struct kvm_cpuid2 *sup = vm->cpuid;
+    uint32_t kvm_on = vm->cfg->cpu_kvm_on, kvm_off = vm->cfg->cpu_kvm_off;
+    /* A KVM that runs guests without VT-x/AMD-V (kvm_pvm) emulates a
+     * non-enlightened guest's ring 0; hypercalls made from there are not
+     * completed (a Linux guest hangs bringing up its second vCPU, in
+     * kvm_send_ipi_mask). Offer those features only where KVM has the
+     * hardware, unless the command line asks for them. */
+    if (!x86_host_has_vmx_or_svm()) {
+        uint32_t auto_off = KVM_PV_HYPERCALL_FEATURES & ~kvm_on;
+        if (auto_off)
+            log_info("host without VT-x/AMD-V: not offering the hypercall-based "
+                     "PV features (kvm-pv-unhalt, kvm-pv-ipi, kvm-pv-sched-yield)");
+        kvm_off |= auto_off;
+    }
     struct kvm_cpuid2 *c = calloc(1, sizeof *c + (sup->nent + 8) * sizeof c->entries[0]);
     if (!c)
         return -ENOMEM;
     int ret = 0;
     for (unsigned i = 0; i < vm->nr_vcpus && ret == 0; i++) {
         struct vcpu *v = &vm->vcpus[i];
-        x86_cpuid_for_vcpu(sup, c, &vm->cfg->smp, v->apic_id);
+        x86_cpuid_for_vcpu(sup, c, &vm->cfg->smp, v->apic_id, kvm_on, kvm_off);
         if (ioctl(v->fd, KVM_SET_CPUID2, c) < 0) {
             log_err("vCPU %u: KVM_SET_CPUID2: %s", i, strerror(errno));
             ret = -errno;

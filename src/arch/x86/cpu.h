@@ -10,10 +10,12 @@
 #include "core/vm.h"
 
 /* CPUID for one vCPU derived from the supported set (pure function,
- * unit-tested): writes into out (which must have room for in->nent entries
- * plus 8). */
+ * unit-tested). kvm_on/kvm_off: KVM PV feature bits (leaf 0x40000001 EAX)
+ * forced off, or kept on even where kvmbox would drop them: writes into out (which must have room for in->nent entries
+ * plus 6: leaves 0xB and 0x1F are synthesized). */
 void x86_cpuid_for_vcpu(const struct kvm_cpuid2 *in, struct kvm_cpuid2 *out,
-                        const struct smp_config *smp, uint32_t apic_id);
+                        const struct smp_config *smp, uint32_t apic_id,
+                        uint32_t kvm_on, uint32_t kvm_off);
 
 /* CPUID, MSRs, LAPIC for every vCPU, then save their reset state. */
 int x86_cpus_init(struct vm *vm);
