@@ -182,10 +182,9 @@ void acpi_pm_reset(struct acpi_pm *pm)
 }
 
 struct acpi_pm *acpi_pm_new(const struct irq_line *sci, void (*poweroff)(void *opaque),
-                            void (*reset)(void *opaque), void *opaque)
+                            void *opaque)
 {
     struct acpi_pm *pm = calloc(1, sizeof(*pm));
-    (void)reset;    /* no reset function in the PM1 registers: see header */
     if (!pm)
         return NULL;
     if (pthread_mutex_init(&pm->lock, NULL) != 0) {

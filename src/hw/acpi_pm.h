@@ -17,9 +17,7 @@
  * uses.
  *
  * The reset register (0xCF9, FADT RESET_REG) is the separate reset_control
- * device; the reset callback here is accepted (the machine passes the same
- * one to both) but the PM1 registers have no reset function, so it is
- * never called today.
+ * device: the PM1 registers have no reset function.
  *
  * Threads and locking: the bus callbacks run on vCPU threads,
  * acpi_pm_press_power_button() on the monitor/I/O thread; all state is
@@ -40,10 +38,9 @@
 
 struct acpi_pm;
 
-/* sci is copied (may be NULL); poweroff and reset may be NULL (see above
- * for reset). NULL on failure. */
+/* sci is copied (may be NULL); poweroff may be NULL. NULL on failure. */
 struct acpi_pm *acpi_pm_new(const struct irq_line *sci, void (*poweroff)(void *opaque),
-                            void (*reset)(void *opaque), void *opaque);
+                            void *opaque);
 void acpi_pm_free(struct acpi_pm *pm);
 /* Power-on state: status and enables cleared, SCI deasserted. */
 void acpi_pm_reset(struct acpi_pm *pm);

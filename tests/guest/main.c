@@ -29,6 +29,7 @@
 #define LAPIC_TMR_DIV  0x3E0
 
 #define VEC_PIT        0x30
+#define VEC_COM1       0x34
 #define VEC_LAPIC_TMR  0x40
 #define VEC_SPURIOUS   0xFF
 
@@ -45,6 +46,7 @@ enum {
     FC_EXIT = 7,
     FC_BADTEST = 8,
     FC_HELLO = 9,
+    FC_ECHO = 10,
 };
 
 /* ---------------- failure, boot info ---------------- */
@@ -230,6 +232,7 @@ static u32 madt_apic_ids[MAX_APS + 1];
 static int madt_ncpus = -1;
 static int pit_gsi = 2;          /* ISA IRQ0's GSI: from the MADT override */
 static int pit_gsi_from_madt;
+static int com1_gsi = 4;        /* ISA IRQ4's GSI: from the MADT override */
 
 static const u8 *find_rsdp(void)
 {
@@ -298,6 +301,8 @@ static void parse_madt(void)
             if (src == 0) {
                 pit_gsi = (int)gsi;
                 pit_gsi_from_madt = 1;
+            } else if (src == 4) {
+                com1_gsi = (int)gsi;
             }
         }
         off += elen;
@@ -345,7 +350,7 @@ struct idt_gate {
 static struct idt_gate idt[256] __attribute__((aligned(16)));
 
 extern const u64 isr_table[32];
-extern const u64 isr_48_addr, isr_64_addr, isr_255_addr;
+extern const u64 isr_48_addr, isr_52_addr, isr_64_addr, isr_255_addr;
 
 static void idt_set(int vec, u64 handler)
 {
@@ -363,6 +368,7 @@ static void idt_init(void)
     for (int i = 0; i < 32; i++)
         idt_set(i, isr_table[i]);
     idt_set(VEC_PIT, isr_48_addr);
+    idt_set(VEC_COM1, isr_52_addr);
     idt_set(VEC_LAPIC_TMR, isr_64_addr);
     idt_set(VEC_SPURIOUS, isr_255_addr);
     struct {
@@ -374,6 +380,8 @@ static void idt_init(void)
 
 static volatile u32 pit_irqs, lapic_irqs, spurious_irqs;
 
+static void echo_isr(void);
+
 struct isr_frame {
     u64 vector, error, rip, cs, rflags, rsp, ss;
 };
@@ -384,6 +392,10 @@ void isr_dispatch(struct isr_frame *f)
     switch (f->vector) {
     case VEC_PIT:
         pit_irqs++;
+        lapic_write(LAPIC_EOI, 0);
+        return;
+    case VEC_COM1:
+        echo_isr();
         lapic_write(LAPIC_EOI, 0);
         return;
     case VEC_LAPIC_TMR:
@@ -727,12 +739,175 @@ static void test_halt(void)
     halt_forever();
 }
 
+/* test=echo: COM1 receive, interrupt driven. The interrupt handler moves
+ * received bytes from the UART into a ring; the main loop (asleep in hlt
+ * until an interrupt) echoes them uppercased, raw (no LF -> CRLF), until a
+ * 'q'. When the ring fills, the handler turns the receive interrupt off and
+ * leaves the rest in the UART, so a host that floods us must hold its input
+ * back (flow control) rather than lose it; receiver overruns (LSR.OE) are
+ * counted and fail the test. The LAPIC timer only wakes the loop for the
+ * 20 s no-input limit. Output: "echo: ready", the echoed bytes,
+ * "echo: N irqs, M bytes, K overruns", "echo: done". */
+#define ECHO_RING 1024
+#define LSR_DR 0x01
+#define LSR_OE 0x02
+static volatile u8 echo_ring[ECHO_RING];
+static volatile u32 echo_head, echo_tail;       /* written by the ISR / the loop */
+static volatile u32 echo_irqs, echo_overruns, echo_rx_paused;
+
+static void echo_note_lsr(u8 lsr)
+{
+    if (lsr & LSR_OE)
+        echo_overruns++;
+}
+
+static void echo_isr(void)
+{
+    echo_irqs++;
+    (void)inb(COM1 + 2);                   /* IIR */
+    for (unsigned i = 0; i < 4 * ECHO_RING; i++) {
+        u8 lsr = inb(COM1 + 5);
+        echo_note_lsr(lsr);
+        if (!(lsr & LSR_DR))
+            return;
+        if (echo_head - echo_tail >= ECHO_RING) {
+            outb(COM1 + 1, 0x00);          /* ring full: stop receive irqs */
+            echo_rx_paused = 1;
+            return;
+        }
+        echo_ring[echo_head % ECHO_RING] = inb(COM1);
+        __asm__ volatile("" ::: "memory");
+        echo_head++;
+    }
+}
+
+static void echo_putc(u8 c)
+{
+    unsigned spins = 0;
+    u8 lsr;
+    while (!((lsr = inb(COM1 + 5)) & 0x20) && ++spins < 100000)
+        cpu_relax();
+    echo_note_lsr(lsr);
+    outb(COM1, c);
+}
+
+static void test_echo(void)
+{
+    tsc_calibrate();
+    parse_madt();
+    idt_init();
+    outb(0x21, 0xFF);                      /* 8259s masked: IOAPIC only */
+    outb(0xA1, 0xFF);
+    lapic_enable();
+    lapic_write(LAPIC_LVT_LINT0, 1 << 16);
+    u32 self = lapic_id();
+    u32 pins = ((ioapic_read(1) >> 16) & 0xFF) + 1;
+    if ((u32)com1_gsi >= pins)
+        fail(FC_ECHO, "echo: GSI %d beyond IOAPIC's %u pins", com1_gsi, pins);
+
+    /* LAPIC timer, periodic ~10 ms: only a wake-up for the time limit. */
+    lapic_write(LAPIC_TMR_DIV, 0x3);
+    lapic_write(LAPIC_LVT_TMR, VEC_LAPIC_TMR | (1 << 17));
+    lapic_write(LAPIC_TMR_INIT, 625000);
+
+    /* Anything that arrived before we were ready is dropped. */
+    for (unsigned i = 0; i < 64 && (inb(COM1 + 5) & LSR_DR); i++)
+        (void)inb(COM1);
+    (void)inb(COM1 + 2);
+    /* IOAPIC pin: fixed, physical, edge, active high, unmasked. */
+    ioapic_write(0x11 + 2 * com1_gsi, self << 24);
+    ioapic_write(0x10 + 2 * com1_gsi, VEC_COM1);
+    outb(COM1 + 4, 0x0B);                  /* DTR, RTS, OUT2 (IRQ gate) */
+    outb(COM1 + 1, 0x01);                  /* IER: received data available */
+    kprintf("echo: ready (IOAPIC pin %d)\n", com1_gsi);
+    outl(PORT_TESTDEV, 0xEC);              /* "-D" log: boot-timer marker 236 */
+
+    u64 last = rdtsc(), limit = ms_to_tsc(20000);
+    u32 nbytes = 0;
+    int quit = 0;
+    while (!quit) {
+        __asm__ volatile("cli" ::: "memory");
+        if (echo_rx_paused && echo_head - echo_tail <= ECHO_RING / 2) {
+            echo_rx_paused = 0;
+            outb(COM1 + 1, 0x01);          /* data still in the UART re-raises the irq */
+        }
+        if (echo_head == echo_tail) {
+            if (rdtsc() - last > limit) {
+                kprintf("\n");
+                fail(FC_ECHO, "echo: no input for 20 s (%u bytes, %u irqs so far)",
+                     nbytes, echo_irqs);
+            }
+            __asm__ volatile("sti; hlt" ::: "memory");
+            continue;
+        }
+        __asm__ volatile("sti" ::: "memory");
+        while (echo_head != echo_tail) {
+            u8 c = echo_ring[echo_tail % ECHO_RING];
+            __asm__ volatile("" ::: "memory");
+            echo_tail++;
+            if (c == 'q') {
+                quit = 1;
+                break;
+            }
+            nbytes++;
+            if (c >= 'a' && c <= 'z')
+                c = (u8)(c - 'a' + 'A');
+            echo_putc(c);
+        }
+        last = rdtsc();
+    }
+    __asm__ volatile("cli" ::: "memory");
+    outb(COM1 + 1, 0x00);
+    ioapic_write(0x10 + 2 * com1_gsi, 1 << 16);
+    lapic_write(LAPIC_LVT_TMR, 1 << 16);
+    lapic_write(LAPIC_TMR_INIT, 0);
+    kprintf("\necho: %u irqs, %u bytes, %u overruns\n", echo_irqs, nbytes, echo_overruns);
+    if (echo_overruns)
+        fail(FC_ECHO, "echo: %u receiver overruns (input lost)", echo_overruns);
+    if (nbytes && !echo_irqs)
+        fail(FC_ECHO, "echo: bytes without interrupts");
+    kprintf("echo: done\n");
+    power_off();
+}
+
+/* "waitkey" on the command line: before the test starts (and before it
+ * prints anything), wait up to 20 s for one byte on COM1 (polled), so a
+ * client of a wait=off socket can connect first. Writes boot-timer marker
+ * 87 (see -D) when it starts waiting. */
+static int cmdline_has_word(const char *w)
+{
+    unsigned n = 0;
+    while (w[n])
+        n++;
+    for (const char *p = cmdline; *p; p++)
+        if ((p == cmdline || p[-1] == ' ') && !kstrncmp(p, w, n) && (p[n] == ' ' || !p[n]))
+            return 1;
+    return 0;
+}
+
+static void wait_key(void)
+{
+    tsc_calibrate();
+    outl(PORT_TESTDEV, 0x57);
+    u64 start = rdtsc(), limit = ms_to_tsc(20000);
+    while (!(inb(COM1 + 5) & LSR_DR)) {
+        if (rdtsc() - start > limit)
+            fail(FC_GENERIC, "waitkey: no input for 20 s");
+        cpu_relax();
+    }
+    delay_us(10000);
+    while (inb(COM1 + 5) & LSR_DR)
+        (void)inb(COM1);
+}
+
 void kmain(const u8 *bp);
 void kmain(const u8 *bp)
 {
     boot_params = bp;
     serial_init();
     parse_cmdline();
+    if (cmdline_has_word("waitkey"))
+        wait_key();
     kprintf("kvmbox-testguest: test=%s\n", test_name);
     if (streq(test_name, "hello"))
         test_hello();
@@ -748,5 +923,7 @@ void kmain(const u8 *bp)
         test_exit();
     else if (streq(test_name, "halt"))
         test_halt();
+    else if (streq(test_name, "echo"))
+        test_echo();
     fail(FC_BADTEST, "unknown test '%s'", test_name);
 }

@@ -38,7 +38,7 @@ static void rig_init(struct rig *r)
 {
     memset(r, 0, sizeof(*r));
     struct irq_line line = {.ops = &fake_chip, .ctx = r, .gsi = ACPI_SCI_IRQ};
-    r->pm = acpi_pm_new(&line, on_poweroff, NULL, r);
+    r->pm = acpi_pm_new(&line, on_poweroff, r);
     if (r->pm)
         acpi_pm_set_clock(r->pm, fake_now, r);
 }

@@ -154,8 +154,6 @@ static int pc_add(struct vm *vm, const char *name, void (*reset)(void *),
 {
     if (!opaque) {
         snprintf(err, errlen, "cannot create device %s: out of memory", name);
-        if (free_fn)
-            return -1;
         return -1;
     }
     if (vm_add_device(vm, name, reset, free_fn, opaque) < 0) {
@@ -235,7 +233,7 @@ static int pc_create_devices(struct pc_machine *pc, struct vm *vm, char *err, si
     pc->rtc_irq = vm_irq_line(vm, IRQ_RTC);
     pc->rtc = rtc_cmos_new(&pc->rtc_irq, low, high, cfg->smp.cpus);
     if (pc_add(vm, "rtc", pc_rtc_reset, pc_rtc_free, pc->rtc, err, errlen) < 0 ||
-        pc_register(vm, &vm->pio, PORT_RTC, 2, "rtc", &rtc_cmos_bus_ops, pc->rtc, err, errlen) < 0)
+        pc_register(vm, &vm->pio, PORT_RTC, RTC_CMOS_NR_PORTS, "rtc", &rtc_cmos_bus_ops, pc->rtc, err, errlen) < 0)
         return -1;
 
     if (pc_register(vm, &vm->pio, PORT_POST, 1, "post", &port80_bus_ops, NULL, err, errlen) < 0)
@@ -243,7 +241,7 @@ static int pc_create_devices(struct pc_machine *pc, struct vm *vm, char *err, si
 
     pc->fw_cfg = fw_cfg_new();
     if (pc_add(vm, "fw_cfg", pc_fw_cfg_reset, pc_fw_cfg_free, pc->fw_cfg, err, errlen) < 0 ||
-        pc_register(vm, &vm->pio, PORT_FW_CFG, 2, "fw_cfg", &fw_cfg_bus_ops, pc->fw_cfg,
+        pc_register(vm, &vm->pio, PORT_FW_CFG, FW_CFG_NR_PORTS, "fw_cfg", &fw_cfg_bus_ops, pc->fw_cfg,
                     err, errlen) < 0)
         return -1;
     if (fw_cfg_add_u64(pc->fw_cfg, FW_CFG_RAM_SIZE, cfg->ram_size) < 0 ||
@@ -254,11 +252,10 @@ static int pc_create_devices(struct pc_machine *pc, struct vm *vm, char *err, si
     }
 
     pc->sci_irq = vm_irq_line(vm, ACPI_SCI_IRQ);
-    pc->pm = acpi_pm_new(&pc->sci_irq, pc_poweroff, pc_reset_request, vm);
+    pc->pm = acpi_pm_new(&pc->sci_irq, pc_poweroff, vm);
     if (pc_add(vm, "acpi-pm", pc_pm_reset, pc_pm_free, pc->pm, err, errlen) < 0 ||
         pc_register(vm, &vm->pio, PORT_ACPI_PM_BASE, ACPI_PM_IO_LEN, "acpi-pm",
-                    &acpi_pm_bus_ops, pc->pm, err, errlen) < 0 ||
-        false)
+                    &acpi_pm_bus_ops, pc->pm, err, errlen) < 0)
         return -1;
     pc->reset_ctl = reset_control_new(pc_reset_request, vm);
     if (pc_add(vm, "reset-control", pc_reset_ctl_reset, pc_reset_ctl_free, pc->reset_ctl,
@@ -271,7 +268,7 @@ static int pc_create_devices(struct pc_machine *pc, struct vm *vm, char *err, si
     if (pc_add(vm, "testdev", pc_testdev_reset, pc_testdev_free, pc->testdev, err, errlen) < 0 ||
         pc_register(vm, &vm->pio, PORT_TESTDEV, TESTDEV_PIO_SIZE, "testdev", &testdev_pio_bus_ops,
                     pc->testdev, err, errlen) < 0 ||
-        pc_register(vm, &vm->mmio, LAYOUT_TESTDEV_MMIO, LAYOUT_TESTDEV_MMIO_SIZE, "testdev-mmio",
+        pc_register(vm, &vm->mmio, LAYOUT_TESTDEV_MMIO, TESTDEV_MMIO_SIZE, "testdev-mmio",
                     &testdev_mmio_bus_ops, pc->testdev, err, errlen) < 0)
         return -1;
 
