@@ -16,7 +16,9 @@
 #   BENCH_SMP         vCPUs (default 1)
 #   BENCH_TIMEOUT     bound on one boot to Run /init, seconds (default 900)
 #   BENCH_STRACE_TIMEOUT  bound on one strace run to KVM_RUN (default 120)
-#   BENCH_QEMU_CPU    -cpu for qemu (default host, like kvmbox)
+#   BENCH_QEMU_CPU    -cpu for qemu (default: none given, QEMU's default
+#                     model; "host" hangs the second vCPU's bring-up with
+#                     -smp 2 on a kvm_pvm host)
 #   BENCH_LPJ         lpj= (default 1000000)
 set -euo pipefail
 
@@ -43,7 +45,8 @@ mem=${BENCH_MEM:-256}
 smp=${BENCH_SMP:-1}
 boot_timeout=${BENCH_TIMEOUT:-900}
 strace_timeout=${BENCH_STRACE_TIMEOUT:-120}
-qemu_cpu=${BENCH_QEMU_CPU:-host}
+qemu_cpu=()
+[ -z "${BENCH_QEMU_CPU:-}" ] || qemu_cpu=(-cpu "$BENCH_QEMU_CPU")
 lpj=${BENCH_LPJ:-1000000}
 
 note() { echo "# $*" >&2; }
@@ -122,8 +125,8 @@ vmm_cmd() {
             local m=microvm,rtc=off
             # A PVH vmlinux needs no option ROM; a bzImage needs linuxboot.
             [ "$kimage" = vmlinux ] && m+=,x-option-roms=off
-            cmd=("$qemu" -enable-kvm -cpu "$qemu_cpu" -M "$m" "${common[@]}") ;;
-        pc)      cmd=("$qemu" -enable-kvm -cpu "$qemu_cpu" -M pc "${common[@]}") ;;
+            cmd=("$qemu" -enable-kvm "${qemu_cpu[@]}" -M "$m" "${common[@]}") ;;
+        pc)      cmd=("$qemu" -enable-kvm "${qemu_cpu[@]}" -M pc "${common[@]}") ;;
         *) echo "boot.sh: unknown VMM '$1' (kvmbox, microvm, pc)" >&2; exit 2 ;;
     esac
 }

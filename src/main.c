@@ -6,6 +6,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -87,6 +88,10 @@ int main(int argc, char **argv)
 {
     struct timespec start;
     clock_gettime(CLOCK_MONOTONIC, &start);
+
+    /* A socket peer that goes away must not kill the VM: writes to it
+     * fail with EPIPE instead (and its output is dropped). */
+    signal(SIGPIPE, SIG_IGN);
 
     struct vm_config cfg;
     switch (config_parse(&cfg, argc, argv)) {

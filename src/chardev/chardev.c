@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/timerfd.h>
 #include <termios.h>
 #include <unistd.h>
 
@@ -32,6 +33,29 @@ static void chardev_pump(struct chardev *c)
     }
 }
 
+static void chardev_on_retry(void *opaque, int fd, uint32_t events)
+{
+    struct chardev *c = opaque;
+    uint64_t expirations;
+    ssize_t r = read(fd, &expirations, sizeof expirations);
+    (void)r;
+    chardev_watch_input(c);     /* EIO again: chardev_on_input re-arms */
+}
+
+static void chardev_retry_later(struct chardev *c)
+{
+    if (c->retry_fd < 0) {
+        c->retry_fd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
+        if (c->retry_fd < 0 ||
+            loop_add_fd(c->loop, c->retry_fd, EPOLLIN, chardev_on_retry, c) < 0) {
+            log_warn("%s: cannot poll the pty for a new reader; input stops", c->label);
+            return;
+        }
+    }
+    struct itimerspec one_second = { .it_value = { .tv_sec = 1 } };
+    timerfd_settime(c->retry_fd, 0, &one_second, NULL);
+}
+
 static void chardev_on_input(void *opaque, int fd, uint32_t events)
 {
     struct chardev *c = opaque;
@@ -45,14 +69,16 @@ static void chardev_on_input(void *opaque, int fd, uint32_t events)
     ssize_t n = read(fd, c->inbuf, sizeof c->inbuf);
     if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
         /* EOF or error: stop watching. A socket server goes back to
-         * accepting; stdin at EOF (e.g. </dev/null) just stops. pty masters
-         * report EIO while no one has the slave open: poll again later is
-         * not possible with epoll level-triggering, so keep it but only
-         * after a reader reopens (the kernel then clears EIO). */
+         * accepting; stdin at EOF (e.g. </dev/null) just stops. A pty
+         * master reports EIO (and stays readable) while nobody has the
+         * slave open: look again once a second, as QEMU does, so a user
+         * who reopens the pty is heard again. */
         loop_del_fd(c->loop, fd);
         c->in_watched = false;
         if (c->listen_fd >= 0)
             chardev_detach_client(c);
+        else if (c->kind == CHARDEV_PTY)
+            chardev_retry_later(c);
         return;
     }
     if (n < 0)
@@ -178,7 +204,7 @@ struct chardev *chardev_open(const struct chardev_spec *spec, const char *label,
     snprintf(c->label, sizeof c->label, "%s", label);
     c->kind = spec->kind;
     c->loop = loop;
-    c->in_fd = c->out_fd = c->listen_fd = -1;
+    c->in_fd = c->out_fd = c->listen_fd = c->retry_fd = -1;
     c->nographic = nographic;
     if (hooks)
         c->hooks = *hooks;
@@ -227,6 +253,8 @@ void chardev_close(struct chardev *c)
             loop_del_fd(c->loop, c->listen_fd);
         if (c->ready_fd >= 0)
             loop_del_fd(c->loop, c->ready_fd);
+        if (c->retry_fd >= 0)
+            loop_del_fd(c->loop, c->retry_fd);
     }
     if (c->kind == CHARDEV_STDIO)
         chardev_restore_terminal();
@@ -236,8 +264,14 @@ void chardev_close(struct chardev *c)
         close(c->out_fd);
     if (c->listen_fd >= 0)
         close(c->listen_fd);
+    if (c->unlink_path) {
+        unlink(c->unlink_path);     /* as QEMU: a server's socket file goes with it */
+        free(c->unlink_path);
+    }
     if (c->ready_fd >= 0)
         close(c->ready_fd);
+    if (c->retry_fd >= 0)
+        close(c->retry_fd);
     pthread_mutex_destroy(&c->lock);
     free(c);
 }

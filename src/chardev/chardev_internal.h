@@ -17,6 +17,8 @@ struct chardev {
     pthread_mutex_t lock;        /* guards out_fd and the drop counter */
     int in_fd, out_fd;           /* -1 when absent; may be the same fd */
     int listen_fd;               /* socket servers */
+    char *unlink_path;           /* unix socket server: removed at close */
+    int retry_fd;                /* pty: timerfd to look for a reader again */
     int ready_fd;                /* eventfd: front end has room again */
     bool in_watched;             /* in_fd registered in the loop */
     bool own_in, own_out;        /* close on chardev_close */

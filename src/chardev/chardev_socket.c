@@ -107,6 +107,8 @@ int chardev_socket_open(struct chardev *c, const struct chardev_spec *spec,
     if (bind(fd, (struct sockaddr *)&ss, len) < 0 || listen(fd, 1) < 0)
         goto sys_fail;
     c->listen_fd = fd;
+    if (spec->kind == CHARDEV_UNIX)
+        c->unlink_path = strdup(spec->path);
     if (spec->wait) {
         if (spec->kind == CHARDEV_UNIX)
             fprintf(stderr, "QEMU waiting for connection on: disconnected:unix:%s,server=on\n",

@@ -15,16 +15,16 @@ cd "$(dirname "$0")/../.." || exit 1
 KVMBOX=${KVMBOX:-build/kvmbox-san}
 GUEST=tests/guest/build/testguest.elf
 TMO=${KVM_TEST_TIMEOUT:-30}
-ALL_TESTS="serial-unix-server serial-unix-server-wait serial-tcp-server serial-unix-client
-serial-pty serial-pty-reopen serial-file serial-null serial-input-echo
-serial-input-flow-control nographic-escape stdio-eof pidfile daemonize sigterm-sigint
-socket-client-disconnect"
+ALL_TESTS="serial-unix-server serial-unix-server-wait serial-tcp-server serial-unix-client"
+ALL_TESTS+=" serial-pty serial-pty-reopen serial-file serial-null serial-input-echo"
+ALL_TESTS+=" serial-input-flow-control nographic-escape stdio-eof pidfile daemonize"
+ALL_TESTS+=" sigterm-sigint socket-client-disconnect"
 
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1}
 
 # shellcheck disable=SC2086
-TESTS=${*:-$(echo $ALL_TESTS)}
+TESTS=${*:-$ALL_TESTS}
 failed=0
 
 pass() { echo "PASS $1"; }
@@ -118,7 +118,7 @@ wait_pid() {
 wait_match() {
     local file=$1 re=$2 n=$((${3:-$TMO} * 20)) i
     for ((i = 0; i < n; i++)); do
-        tr -d '\r' <"$file" 2>/dev/null | grep -qE -- "$re" && return 0
+        { tr -d '\r' <"$file"; } 2>/dev/null | grep -qE -- "$re" && return 0
         sleep 0.05
     done
     return 1
@@ -142,7 +142,7 @@ wait_guest_marker() {
     wait_match "$S/$1/log" "boot-timer: marker $2 "
 }
 
-text() { tr -d '\r' <"$1" 2>/dev/null; }
+text() { { tr -d '\r' <"$1"; } 2>/dev/null; }
 lastline() { text "$1" | grep -v '^$' | tail -n1 | cut -c1-160; }
 
 # Problems common to every run of test NAME; prints a reason or nothing.
@@ -320,17 +320,18 @@ t_serial_unix_client() {
 
 # Python client of a pty slave: open it (raw), expect/send steps.
 # pty_client PTS LOG STEPS...: steps "send:TEXT", "expect:TEXT", "close",
-# "open". Prints what went wrong, nothing on success.
+# "open", "drain" (read until kvmbox closes the pty, at most 15 s). Prints
+# what went wrong, nothing on success.
 pty_client() {
     python3 - "$@" <<'EOF'
-import os, select, sys, time, tty
+import os, select, sys, termios, time, tty
 path, log = sys.argv[1], sys.argv[2]
 fd = None
 buf = b""
 def opn():
     global fd
     fd = os.open(path, os.O_RDWR | os.O_NOCTTY)
-    tty.setraw(fd)
+    tty.setraw(fd, termios.TCSANOW)     # not TCSAFLUSH: keep what the guest sent
 try:
     opn()
     for step in sys.argv[3:]:
@@ -343,6 +344,18 @@ try:
             time.sleep(0.3)
         elif op == "open":
             opn()
+        elif op == "drain":
+            end = time.time() + 15
+            while time.time() < end:
+                r, _, _ = select.select([fd], [], [], 0.2)
+                if r:
+                    try:
+                        d = os.read(fd, 4096)
+                    except OSError:
+                        break
+                    if not d:
+                        break
+                    open(log, "ab").write(d)
         elif op == "expect":
             end = time.time() + 15
             while arg.encode() not in buf:
@@ -388,14 +401,20 @@ t_serial_pty() {
         return
     fi
     # Open the pty before the guest is ready: no output may be missed.
+    # The guest's last lines may be lost: when kvmbox exits, closing the pty
+    # master hangs up the slave and the kernel discards what was not read
+    # yet. Its power-off is checked in the -D log instead.
     why=$(pty_client "$PTS" "$S/$n/pty.out" "expect:echo: ready" "send:pty" "expect:PTY" \
-        "send:q" "expect:echo: done")
+        "send:q" "drain")
     wait_pid "$k"
     if [ -n "$why" ]; then
         problems $n >/dev/null
         fail $n "$why ($(describe $n "$S/$n/pty.out"))"; return
     fi
-    finish $n 0 "$S/$n/pty.out" '^echo: [1-9][0-9]* irqs' '^echo: done$' || return
+    finish $n 0 "$S/$n/pty.out" '^echo: ready' || return
+    if ! grep -q 'guest powered off' "$S/$n/log"; then
+        fail $n "the guest did not power off after 'q': $(tail -n1 "$S/$n/log")"; return
+    fi
     pass $n
 }
 
@@ -412,13 +431,16 @@ t_serial_pty_reopen() {
         return
     fi
     why=$(pty_client "$PTS" "$S/$n/pty.out" "expect:echo: ready" "send:one" "expect:ONE" "close" "open" \
-        "send:two" "expect:TWO" "send:q" "expect:echo: done")
+        "send:two" "expect:TWO" "send:q" "drain")
     wait_pid "$k" 25
     if [ -n "$why" ]; then
         problems $n >/dev/null
         fail $n "after closing and reopening $PTS: $why ($(describe $n "$S/$n/pty.out"))"; return
     fi
-    finish $n 0 "$S/$n/pty.out" '^echo: done$' || return
+    finish $n 0 "$S/$n/pty.out" || return
+    if ! grep -q 'guest powered off' "$S/$n/log"; then
+        fail $n "the guest did not power off after 'q': $(tail -n1 "$S/$n/log")"; return
+    fi
     pass $n
 }
 
@@ -588,12 +610,17 @@ os.write(fd, b"\x01x")
 end = time.time() + 15
 while time.time() < end and pump(0.2):
     pass
-try:
-    wpid, st = os.waitpid(pid, os.WNOHANG)
-except ChildProcessError:
-    wpid, st = pid, 0
+wpid = 0
+end = time.time() + 10                   # the pty closes just before the shell exits
+while wpid == 0 and time.time() < end:
+    try:
+        wpid, st = os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        wpid = pid
+    if wpid == 0:
+        time.sleep(0.05)
 if wpid == 0:
-    bail("still running 15 s after Ctrl-a x")
+    bail("still running 15 s after Ctrl-a x (kvmbox %s)" % ("ended" if os.path.exists(d + "/rc") else "still running"))
 try:
     rc = open(d + "/rc").read().strip()
     before = open(d + "/before").read().strip()
@@ -659,7 +686,7 @@ t_stdio_eof() {
 }
 
 t_pidfile() {
-    local n=pidfile k k2 got
+    local n=pidfile k got
     kvm_bg $n -kernel "$GUEST" -append "test=halt" -no-reboot \
         -serial "file:$S/$n/com1" -pidfile "$S/$n/pid"
     k=$KPID
@@ -845,7 +872,7 @@ for t in $TESTS; do
     daemonize) t_daemonize ;;
     sigterm-sigint) t_sigterm_sigint ;;
     socket-client-disconnect) t_socket_client_disconnect ;;
-    *) fail "$t" "no such test (have: $(echo $ALL_TESTS))" ;;
+    *) fail "$t" "no such test (have: $ALL_TESTS)" ;;
     esac
 done
 exit $failed

@@ -337,4 +337,5 @@ for t in $TESTS; do
     *) fail "$t" "no such test (have: $ALL_TESTS)" ;;
     esac
 done
+[ $# -gt 0 ] || tests/kvm/chardev.sh || failed=1   # chardev/lifecycle tests (tests/kvm/chardev.sh)
 exit $failed
