@@ -43,6 +43,8 @@ struct vm_config {
     bool serial_given;             /* any -serial on the command line */
     bool nographic;
     bool no_reboot;
+    bool no_shutdown;              /* -no-shutdown: guest power-off stops, kvmbox stays */
+    bool start_paused;             /* -S */
     bool no_acpi;
     bool daemonize;
     char *pidfile;

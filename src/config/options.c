@@ -161,6 +161,18 @@ static int opt_no_reboot(struct parse_ctx *ctx, const char *arg)
 
 static int opt_enable_kvm(struct parse_ctx *ctx, const char *arg) { return 0; }
 
+static int opt_no_shutdown(struct parse_ctx *ctx, const char *arg)
+{
+    ctx->cfg->no_shutdown = true;
+    return 0;
+}
+
+static int opt_start_paused(struct parse_ctx *ctx, const char *arg)
+{
+    ctx->cfg->start_paused = true;
+    return 0;
+}
+
 static int opt_no_acpi(struct parse_ctx *ctx, const char *arg)
 {
     ctx->cfg->no_acpi = true;
@@ -410,6 +422,8 @@ static const struct option_def options[] = {
     { "vga",        true,  opt_vga,        "-vga none          no VGA adapter" },
     { "serial",     true,  opt_serial,     "-serial DEV        stdio|null|none|pty|file:P|unix:P[,server,nowait]|tcp:H:P[,server,nowait]" },
     { "no-reboot",  false, opt_no_reboot,  "-no-reboot         exit instead of rebooting" },
+    { "no-shutdown", false, opt_no_shutdown, "-no-shutdown       guest power-off stops the VM instead of exiting" },
+    { "S",          false, opt_start_paused, "-S                 start with the vCPUs stopped (cont starts them)" },
     { "no-acpi",    false, opt_no_acpi,    "-no-acpi           no ACPI tables (MP table only; no ACPI power-off)" },
     { "device",     true,  opt_device,     "-device DRIVER[,prop=v]  add a device (-device help)" },
     { "pidfile",    true,  opt_pidfile,    "-pidfile FILE      write the process id to FILE" },

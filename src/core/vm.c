@@ -354,6 +354,19 @@ void vm_request_exit(struct vm *vm, int status)
         loop_wake(vm->loop);
 }
 
+void vm_request_poweroff(struct vm *vm)
+{
+    /* Like an exit request, the vCPU that wrote the sleep register must not
+     * run on; with -no-shutdown they all park instead of exiting. */
+    if (vm->cfg->no_shutdown)
+        atomic_store(&vm->pause_req, true);
+    else
+        atomic_store(&vm->exit_requested, true);
+    atomic_fetch_or(&vm->requests, VM_REQ_POWEROFF);
+    if (vm->loop)
+        loop_wake(vm->loop);
+}
+
 void vm_request_reset(struct vm *vm)
 {
     /* The requesting vCPU parks at once instead of running past the reset
@@ -386,8 +399,39 @@ void vm_resume_vcpus(struct vm *vm)
     pthread_mutex_unlock(&vm->park_lock);
 }
 
-/* Put the whole machine back to its power-on state and boot again. */
-static int vm_reset(struct vm *vm)
+const char *vm_run_state_name(enum vm_run_state s)
+{
+    switch (s) {
+    case VM_RUN_PRELAUNCH: return "prelaunch";
+    case VM_RUN_RUNNING: return "running";
+    case VM_RUN_PAUSED: return "paused";
+    case VM_RUN_SHUTDOWN: return "shutdown";
+    case VM_RUN_INTERNAL_ERROR: return "internal-error";
+    }
+    return "unknown";
+}
+
+int vm_add_listener(struct vm *vm, void (*fn)(void *opaque, const struct vm_event *ev),
+                    void *opaque)
+{
+    if (vm->nr_listeners == VM_MAX_LISTENERS)
+        return -ENOSPC;
+    vm->listeners[vm->nr_listeners].fn = fn;
+    vm->listeners[vm->nr_listeners].opaque = opaque;
+    vm->nr_listeners++;
+    return 0;
+}
+
+static void vm_emit(struct vm *vm, enum vm_event_kind kind, bool guest, const char *reason)
+{
+    struct vm_event ev = { kind, guest, reason };
+    for (unsigned i = 0; i < vm->nr_listeners; i++)
+        vm->listeners[i].fn(vm->listeners[i].opaque, &ev);
+}
+
+/* Put the whole machine back to its power-on state and boot again. The
+ * vCPUs run afterwards only if they were running before. */
+static int vm_reset(struct vm *vm, bool resume)
 {
     vm_pause_vcpus(vm);
     for (unsigned i = 0; i < 3; i++)
@@ -401,8 +445,75 @@ static int vm_reset(struct vm *vm)
         ret = vcpu_apply_reset_state(&vm->vcpus[i]);
     if (ret == 0)
         ret = vm->machine->load_boot(vm);
-    vm_resume_vcpus(vm);
+    if (resume)
+        vm_resume_vcpus(vm);
     return ret;
+}
+
+int vm_stop(struct vm *vm)
+{
+    if (vm->run_state != VM_RUN_RUNNING)
+        return 0;           /* already stopped: nothing to do, as QEMU */
+    vm_pause_vcpus(vm);
+    /* Freeze the guest's clock: kvmclock must not jump by the time spent
+     * stopped (QEMU does the same with KVM_GET/SET_CLOCK). */
+    if (ioctl(vm->vm_fd, KVM_GET_CLOCK, &vm->clock_at_stop) < 0)
+        vm->clock_at_stop.clock = 0;
+    vm->run_state = VM_RUN_PAUSED;
+    vm_emit(vm, VM_EVENT_STOP, false, NULL);
+    return 0;
+}
+
+int vm_cont(struct vm *vm)
+{
+    switch (vm->run_state) {
+    case VM_RUN_RUNNING:
+        return 0;
+    case VM_RUN_SHUTDOWN:
+    case VM_RUN_INTERNAL_ERROR:
+        return -EBUSY;      /* "Resetting the Virtual Machine is required" */
+    case VM_RUN_PAUSED:
+        if (vm->clock_at_stop.clock) {
+            struct kvm_clock_data clk = { .clock = vm->clock_at_stop.clock };
+            ioctl(vm->vm_fd, KVM_SET_CLOCK, &clk);
+            vm->clock_at_stop.clock = 0;
+        }
+        break;
+    case VM_RUN_PRELAUNCH:
+        break;
+    }
+    vm->run_state = VM_RUN_RUNNING;
+    vm_resume_vcpus(vm);
+    vm_emit(vm, VM_EVENT_RESUME, false, NULL);
+    return 0;
+}
+
+int vm_system_reset(struct vm *vm)
+{
+    bool running = vm->run_state == VM_RUN_RUNNING;
+    int ret = vm_reset(vm, running);
+    if (ret < 0)
+        return ret;
+    if (vm->run_state == VM_RUN_SHUTDOWN || vm->run_state == VM_RUN_INTERNAL_ERROR)
+        vm->run_state = VM_RUN_PAUSED;
+    vm_emit(vm, VM_EVENT_RESET, false, "host-qmp-system-reset");
+    return 0;
+}
+
+int vm_system_powerdown(struct vm *vm)
+{
+    if (!vm->machine->powerdown)
+        return -ENOTSUP;
+    vm->machine->powerdown(vm);
+    vm_emit(vm, VM_EVENT_POWERDOWN, false, NULL);
+    return 0;
+}
+
+void vm_quit(struct vm *vm, const char *reason)
+{
+    if (!vm->exit_reason)
+        vm->exit_reason = reason;
+    vm_request_exit(vm, 0);
 }
 
 /* Main-thread side of the lifecycle requests. */
@@ -412,17 +523,33 @@ static void vm_on_wake(void *opaque)
     unsigned req = atomic_exchange(&vm->requests, 0);
     if (req & VM_REQ_EXIT) {
         atomic_fetch_or(&vm->requests, VM_REQ_EXIT);    /* keep it visible */
+        if (vm->exit_reason)
+            vm_emit(vm, VM_EVENT_SHUTDOWN, false, vm->exit_reason);
         loop_quit(vm->loop);
         return;
     }
+    if (req & VM_REQ_POWEROFF) {
+        vm_emit(vm, VM_EVENT_SHUTDOWN, true, "guest-shutdown");
+        if (vm->cfg->no_shutdown) {
+            /* Keep the process (and the monitor) alive, guest stopped. */
+            vm_pause_vcpus(vm);
+            vm->run_state = VM_RUN_SHUTDOWN;
+            vm_emit(vm, VM_EVENT_STOP, false, NULL);
+        } else {
+            vm_request_exit(vm, 0);
+        }
+        return;
+    }
     if (req & VM_REQ_RESET) {
+        vm_emit(vm, VM_EVENT_RESET, true, "guest-reset");
         if (vm->cfg->no_reboot) {
             log_info("guest reset with -no-reboot: exiting");
+            vm_emit(vm, VM_EVENT_SHUTDOWN, true, "guest-reset");
             vm_request_exit(vm, 0);
             return;
         }
         log_info("guest reset");
-        if (vm_reset(vm) < 0) {
+        if (vm_reset(vm, vm->run_state == VM_RUN_RUNNING) < 0) {
             log_err("reset failed: cannot reload the boot image");
             vm_request_exit(vm, 1);
         }
@@ -447,7 +574,7 @@ static void vm_on_signal(void *opaque, int fd, uint32_t events)
      * shutdown, exit status 0. */
     fprintf(stderr, "kvmbox: terminating on signal %u from pid %u\n",
             si.ssi_signo, si.ssi_pid);
-    vm_request_exit(vm, 0);
+    vm_quit(vm, "host-signal");
 }
 
 int vm_run(struct vm *vm)
@@ -467,6 +594,13 @@ int vm_run(struct vm *vm)
         loop_add_fd(vm->loop, vm->signal_fd, EPOLLIN, vm_on_signal, vm) < 0) {
         log_err("signalfd: %s", strerror(errno));
         return 1;
+    }
+    if (vm->cfg->start_paused) {
+        /* -S: the vCPU threads start parked; cont lets them go. */
+        atomic_store(&vm->pause_req, true);
+        vm->run_state = VM_RUN_PRELAUNCH;
+    } else {
+        vm->run_state = VM_RUN_RUNNING;
     }
     for (unsigned i = 0; i < vm->nr_vcpus; i++) {
         if (vcpu_start(&vm->vcpus[i]) < 0) {

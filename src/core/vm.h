@@ -25,6 +25,7 @@
 #include "core/guest_mem.h"
 #include "core/irq.h"
 
+struct chardev_registry;
 struct loop;
 struct vm;
 
@@ -62,13 +63,44 @@ struct vm_device {
 enum vm_request {
     VM_REQ_EXIT = 1u << 0,
     VM_REQ_RESET = 1u << 1,
+    VM_REQ_POWEROFF = 1u << 2,      /* the guest powered off (ACPI S5) */
 };
+
+/* QEMU's RunState names where a client can see them (query-status). */
+enum vm_run_state {
+    VM_RUN_PRELAUNCH,       /* -S: not started yet */
+    VM_RUN_RUNNING,
+    VM_RUN_PAUSED,          /* stop */
+    VM_RUN_SHUTDOWN,        /* guest powered off, -no-shutdown kept us */
+    VM_RUN_INTERNAL_ERROR,  /* a vCPU failed; the VM cannot continue */
+};
+const char *vm_run_state_name(enum vm_run_state s);
+
+/* Lifecycle events, for the monitor's QMP events. */
+enum vm_event_kind {
+    VM_EVENT_SHUTDOWN,      /* SHUTDOWN {guest, reason} */
+    VM_EVENT_POWERDOWN,     /* POWERDOWN: system_powerdown pressed the button */
+    VM_EVENT_RESET,         /* RESET {guest, reason} */
+    VM_EVENT_STOP,
+    VM_EVENT_RESUME,
+};
+struct vm_event {
+    enum vm_event_kind kind;
+    bool guest;             /* SHUTDOWN/RESET: caused by the guest */
+    const char *reason;     /* QEMU's ShutdownCause: "guest-shutdown",
+                               "guest-reset", "host-qmp-quit",
+                               "host-qmp-system-reset", "host-signal",
+                               "host-ui", "guest-panic" */
+};
+#define VM_MAX_LISTENERS 8
 
 /* What the machine does to (re)start the guest: load the kernel and firmware
  * tables into RAM and put the boot vCPU at the entry point. Called on the
  * main thread with vCPUs parked (or not yet running). */
 struct vm_machine_ops {
     int (*load_boot)(struct vm *vm);
+    /* Press the ACPI power button (system_powerdown). */
+    void (*powerdown)(struct vm *vm);
     void (*free)(struct vm *vm);
 };
 
@@ -86,6 +118,7 @@ struct vm {
 
     const struct vm_machine_ops *machine;
     void *machine_state;
+    struct chardev_registry *chardevs;  /* every -chardev/-serial back end (monitor: query-chardev) */
 
     struct vm_device devices[VM_MAX_DEVICES];
     unsigned nr_devices;
@@ -104,6 +137,16 @@ struct vm {
     struct kvm_irqchip irqchip_reset[3];
     struct kvm_pit_state2 pit_reset;
     int signal_fd;
+
+    /* Main thread only. */
+    enum vm_run_state run_state;
+    struct kvm_clock_data clock_at_stop;    /* kvmclock frozen while paused */
+    struct {
+        void (*fn)(void *opaque, const struct vm_event *ev);
+        void *opaque;
+    } listeners[VM_MAX_LISTENERS];
+    unsigned nr_listeners;
+    const char *exit_reason;                /* ShutdownCause of the exit */
 };
 
 /* Create the KVM VM with RAM, in-kernel irqchip and PIT, and the vCPUs (not
@@ -122,6 +165,26 @@ int vm_run(struct vm *vm);
 /* Any thread. The first exit request's status wins. */
 void vm_request_exit(struct vm *vm, int status);
 void vm_request_reset(struct vm *vm);
+/* The guest powered off: exit 0, or with -no-shutdown stop in state
+ * "shutdown". */
+void vm_request_poweroff(struct vm *vm);
+
+/* Main thread (the monitor). Each returns 0 or -errno:
+ * vm_stop: running -> paused (STOP event); -EINVAL if not running.
+ * vm_cont: paused/prelaunch -> running (RESUME); -EBUSY in state shutdown
+ *          or internal-error (a reset is needed first).
+ * vm_system_reset: like a guest reset but caused by the host (RESET
+ *          guest=false); a VM in state shutdown becomes paused.
+ * vm_system_powerdown: press the ACPI power button (POWERDOWN).
+ * vm_quit: end kvmbox with status 0 (SHUTDOWN guest=false, host-qmp-quit). */
+int vm_stop(struct vm *vm);
+int vm_cont(struct vm *vm);
+int vm_system_reset(struct vm *vm);
+int vm_system_powerdown(struct vm *vm);
+void vm_quit(struct vm *vm, const char *reason);
+/* Get told about lifecycle events (main thread). -ENOSPC when full. */
+int vm_add_listener(struct vm *vm, void (*fn)(void *opaque, const struct vm_event *ev),
+                    void *opaque);
 
 /* Main thread: stop every vCPU at its next exit and wait until all are
  * parked; vm_resume_vcpus lets them go. */

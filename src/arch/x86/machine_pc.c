@@ -97,8 +97,7 @@ static size_t pc_serial_input(void *opaque, const uint8_t *buf, size_t len)
 
 static void pc_quit(void *opaque)
 {
-    struct vm *vm = opaque;
-    vm_request_exit(vm, 0);
+    vm_quit(opaque, "host-ui");
 }
 
 static void pc_reset_request(void *opaque)
@@ -109,7 +108,7 @@ static void pc_reset_request(void *opaque)
 static void pc_poweroff(void *opaque)
 {
     log_info("guest powered off (ACPI S5)");
-    vm_request_exit(opaque, 0);
+    vm_request_poweroff(opaque);
 }
 
 static void pc_debug_exit(void *opaque, int status)
@@ -347,8 +346,15 @@ static void pc_machine_free(struct vm *vm)
     vm->machine_state = NULL;
 }
 
+static void pc_powerdown(struct vm *vm)
+{
+    struct pc_machine *pc = vm->machine_state;
+    acpi_pm_press_power_button(pc->pm);
+}
+
 static const struct vm_machine_ops pc_machine_ops = {
     .load_boot = pc_load_boot,
+    .powerdown = pc_powerdown,
     .free = pc_machine_free,
 };
 
