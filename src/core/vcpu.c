@@ -194,6 +194,7 @@ static void *vcpu_thread(void *arg)
     struct vm *vm = v->vm;
     char name[16];
     snprintf(name, sizeof name, "vcpu%u", v->index);
+    atomic_store(&v->tid, (int)gettid());
     pthread_setname_np(pthread_self(), name);
     sigset_t kick;
     sigemptyset(&kick);

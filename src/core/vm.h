@@ -46,6 +46,7 @@ struct vcpu {
     int fd;
     struct kvm_run *run;
     pthread_t thread;
+    atomic_int tid;                 /* the thread's kernel id (query-cpus-fast), 0 until it runs */
     bool thread_started;
     struct vcpu_reset_state reset_state;
 };

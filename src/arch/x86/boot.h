@@ -47,6 +47,9 @@ struct boot_env {
 int kernel_image_open(struct kernel_image *k, const char *kernel, const char *initrd,
                       char *err, size_t errlen);
 void kernel_image_close(struct kernel_image *k);
+/* Detect the format of k->data/k->size (k->path names it in messages);
+ * kernel_image_open's second half, separate for the fuzz target. */
+int kernel_image_probe(struct kernel_image *k, char *err, size_t errlen);
 /* Copy into guest RAM and fill in the boot vCPU's entry registers. */
 int kernel_image_load(const struct kernel_image *k, const struct boot_env *env,
                       struct x86_boot_regs *regs, char *err, size_t errlen);

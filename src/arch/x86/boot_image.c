@@ -92,6 +92,17 @@ int kernel_image_open(struct kernel_image *k, const char *kernel, const char *in
         if (read_whole_file("-initrd", initrd, &k->initrd, &k->initrd_size, err, errlen) < 0)
             goto fail;
     }
+    if (kernel_image_probe(k, err, errlen) < 0)
+        goto fail;
+    return 0;
+fail:
+    kernel_image_close(k);
+    return -1;
+}
+
+int kernel_image_probe(struct kernel_image *k, char *err, size_t errlen)
+{
+    const char *kernel = k->path;
     /* bzImage: boot protocol "HdrS" at 0x202 and the 0xAA55 boot flag. */
     if (k->size >= 0x250 && rd32(k->data + 0x202) == 0x53726448 &&
         k->data[0x1fe] == 0x55 && k->data[0x1ff] == 0xAA) {
@@ -102,7 +113,7 @@ int kernel_image_open(struct kernel_image *k, const char *kernel, const char *in
     bool is_elf = k->size >= 4 && !memcmp(k->data, "\177ELF", 4);
     if (is_elf) {
         if (boot_elf_check(k->data, k->size, &elf_class, err, errlen) < 0)
-            goto fail;
+            return -1;
         if (boot_elf_find_pvh(k->data, k->size, &k->pvh_entry) == 0) {
             k->format = KERNEL_PVH;
             return 0;
@@ -123,8 +134,6 @@ int kernel_image_open(struct kernel_image *k, const char *kernel, const char *in
     else
         snprintf(err, errlen, "-kernel: '%s' is not a kernel (expected a bzImage, a "
                  "PVH/ELF64 vmlinux or a multiboot kernel)", kernel);
-fail:
-    kernel_image_close(k);
     return -1;
 }
 
