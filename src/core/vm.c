@@ -1,6 +1,7 @@
 /* See vm.h: KVM VM creation, the interrupt controller, and the lifecycle
  * (the main thread's loop, exit and reset requests, vCPU parking). */
 #include "core/vm.h"
+#include "core/kvm_irq.h"
 #include "core/log.h"
 #include "core/loop.h"
 
@@ -80,38 +81,6 @@ struct irq_line vm_irq_line(struct vm *vm, uint32_t gsi)
     return (struct irq_line){ &vm_kvm_irqchip_ops, vm, gsi };
 }
 
-/* GSI routing as QEMU's pc machine has it: GSIs 0-15 reach both the PIC and
- * the IOAPIC, except that ISA IRQ0 (the PIT) is IOAPIC pin 2 — matching the
- * MADT/MP-table override IRQ0 -> GSI 2 — and GSI 2 (the PIC cascade) is not
- * routed to the PIC. GSIs 16-23 are IOAPIC-only (PCI). */
-static int vm_setup_irq_routing(struct vm *vm)
-{
-    enum { NR = 15 + 23 };  /* PIC: GSIs 0-15 but 2; IOAPIC: 0-23 but 2 */
-    struct kvm_irq_routing *r = calloc(1, sizeof *r + NR * sizeof r->entries[0]);
-    if (!r)
-        return -ENOMEM;
-    unsigned n = 0;
-    for (unsigned i = 0; i < 16; i++) {
-        if (i == 2)
-            continue;
-        r->entries[n++] = (struct kvm_irq_routing_entry){
-            .gsi = i, .type = KVM_IRQ_ROUTING_IRQCHIP,
-            .u.irqchip = { .irqchip = i < 8 ? KVM_IRQCHIP_PIC_MASTER : KVM_IRQCHIP_PIC_SLAVE,
-                           .pin = i % 8 } };
-    }
-    for (unsigned i = 0; i < 24; i++) {
-        if (i == 2)
-            continue;
-        r->entries[n++] = (struct kvm_irq_routing_entry){
-            .gsi = i, .type = KVM_IRQ_ROUTING_IRQCHIP,
-            .u.irqchip = { .irqchip = KVM_IRQCHIP_IOAPIC, .pin = i == 0 ? 2 : i } };
-    }
-    r->nr = n;
-    int ret = ioctl(vm->vm_fd, KVM_SET_GSI_ROUTING, r) < 0 ? -errno : 0;
-    free(r);
-    return ret;
-}
-
 static int vm_setup_memory(struct vm *vm)
 {
     int ret = gmem_init(&vm->mem, vm->cfg->ram_size);
@@ -158,7 +127,7 @@ static int vm_setup_irqchip(struct vm *vm)
         log_err("KVM_CREATE_PIT2: %s", strerror(errno));
         return -errno;
     }
-    int ret = vm_setup_irq_routing(vm);
+    int ret = kvm_irq_routing_init(vm);
     if (ret < 0) {
         log_err("KVM_SET_GSI_ROUTING: %s", strerror(-ret));
         return ret;
@@ -312,6 +281,7 @@ void vm_destroy(struct vm *vm)
     if (vm->signal_fd >= 0)
         close(vm->signal_fd);
     free(vm->cpuid);
+    kvm_irq_routing_destroy(vm);
     if (vm->vm_fd >= 0)
         close(vm->vm_fd);
     if (vm->kvm_fd >= 0)

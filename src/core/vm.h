@@ -26,6 +26,7 @@
 #include "core/irq.h"
 
 struct chardev_registry;
+struct kvm_irq_routing_state;
 struct loop;
 struct vm;
 
@@ -115,6 +116,7 @@ struct vm {
     unsigned nr_vcpus;
     struct loop *loop;
     struct kvm_cpuid2 *cpuid;       /* KVM_GET_SUPPORTED_CPUID result */
+    struct kvm_irq_routing_state *routing;  /* kvm_irq.c */
     struct timespec start_time;     /* process start, for the boot timer */
 
     const struct vm_machine_ops *machine;
