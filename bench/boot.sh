@@ -20,6 +20,8 @@
 #                     model; "host" hangs the second vCPU's bring-up with
 #                     -smp 2 on a kvm_pvm host)
 #   BENCH_LPJ         lpj= (default 1000000)
+#   BENCH_LOG_DIR     keep each run's serial log, stamps, smaps copy and
+#                     strace output there (default: kept nowhere)
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -48,6 +50,7 @@ strace_timeout=${BENCH_STRACE_TIMEOUT:-120}
 qemu_cpu=()
 [ -z "${BENCH_QEMU_CPU:-}" ] || qemu_cpu=(-cpu "$BENCH_QEMU_CPU")
 lpj=${BENCH_LPJ:-1000000}
+log_dir=${BENCH_LOG_DIR:-}
 
 note() { echo "# $*" >&2; }
 
@@ -71,11 +74,17 @@ kdir=$("$top/tests/linux/build-kernel.sh")
 initrd=$("$top/tests/linux/make-initramfs.sh")
 kernel=$kdir/$kimage
 
-append="console=ttyS0 earlyprintk=serial 8250.nr_uarts=1 lpj=$lpj noxsave"
-append+=" clearcpuid=cx16,smap,smep,pku,umip,popcnt,fsgsbase,rdpid,rdrand"
-append+=",rdseed,bmi1,bmi2,movbe,fsrm,avx,avx2,avx512f,xsave,xsaveopt,xsavec"
-append+=",xsaves,pcid,invpcid,clflushopt,clwb,abm,sha_ni,aes,pclmulqdq,f16c"
-append+=",fma,adx,gfni,vaes,vpclmulqdq,lahf_lm,sse4_1,sse4_2,ssse3 panic=-1"
+# The workarounds for a KVM that emulates ring 0 (kvm-on-this-host.md),
+# shared with scripts/boot-default-vm.sh; the list below if it is missing.
+workarounds="noxsave clearcpuid=cx16,smap,smep,pku,umip,popcnt,fsgsbase,rdpid"
+workarounds+=",rdrand,rdseed,bmi1,bmi2,movbe,fsrm,avx,avx2,avx512f,xsave,xsaveopt"
+workarounds+=",xsavec,xsaves,pcid,invpcid,clflushopt,clwb,abm,sha_ni,aes,pclmulqdq"
+workarounds+=",f16c,fma,adx,gfni,vaes,vpclmulqdq,lahf_lm,sse4_1,sse4_2,ssse3"
+if [ -s "$top/tests/linux/emulated-host.cmdline" ]; then
+    workarounds=$(tr '\n' ' ' <"$top/tests/linux/emulated-host.cmdline")
+    workarounds=${workarounds% }
+fi
+append="console=ttyS0 earlyprintk=serial 8250.nr_uarts=1 lpj=$lpj $workarounds panic=-1"
 
 tmp=$(mktemp -d)
 pids=()      # everything started in the background, killed at exit
@@ -143,6 +152,17 @@ smaps_overhead() {
         END { printf "%d %d\n", total, guest }' "$1"
 }
 
+# smaps_top FILE: the 5 largest mappings by Rss other than guest RAM, to
+# show where a VMM's overhead goes.
+smaps_top() {
+    awk -v m=$((mem * 1024)) '
+        /^[0-9a-f]+-[0-9a-f]+ / { name = ($6 == "") ? "[anon]" : $6; size = -1; next }
+        /^Size:/ { size = $2; next }
+        /^Rss:/  { if (!(size >= m && size <= m + 4096) && $2 > 0) rss[name] += $2 }
+        END { for (n in rss) printf "%8d KiB  %s\n", rss[n], n }' "$1" |
+        sort -rn | head -n 5
+}
+
 # boot_run NAME REP: one timed boot to Run /init; appends a result line
 # "NAME REP first_s init_s total_rss_kib guest_rss_kib" to $tmp/results.
 boot_run() {
@@ -193,6 +213,10 @@ boot_run() {
     [ -s "$smaps" ] && rss=$(smaps_overhead "$smaps")
     echo "$name $rep ${first:--} ${init:--} $rss" >>"$tmp/results"
     note "$name #$rep: first line ${first:--} s, Run /init ${init:--} s, rss/guest KiB $rss"
+    if [ -s "$smaps" ]; then
+        note "$name #$rep: largest non-guest Rss (summed by mapped file):"
+        smaps_top "$smaps" | sed 's/^/#   /' >&2
+    fi
     if [ -z "$seen_init" ]; then
         note "$name #$rep: last serial lines / stderr:"
         tail -n 5 "$dir/serial.log" | sed 's/^/#   /' >&2
@@ -201,6 +225,14 @@ boot_run() {
     if [ -s "$dir/D.log" ]; then
         grep 'boot-timer' "$dir/D.log" | sed "s/^/# $name -D: /" >&2 || true
     fi
+    keep "$dir"
+}
+
+# keep DIR: copy a run's files to $BENCH_LOG_DIR when set.
+keep() {
+    [ -n "$log_dir" ] || return 0
+    mkdir -p "$log_dir"
+    cp -r "$1" "$log_dir/"
 }
 
 # strace_run NAME REP: time from execve to the first KVM_RUN ioctl, under
@@ -229,6 +261,7 @@ strace_run() {
               /KVM_RUN/ && t0 { printf "%.1f", ($2 - t0) * 1000; exit }' "$dir/trace")
     echo "$name $rep ${ms:--}" >>"$tmp/kvmrun"
     note "$name #$rep: first KVM_RUN ${ms:--} ms after execve (strace)"
+    keep "$dir"
 }
 
 note "kernel $kernel, initrd $initrd, -m $mem -smp $smp, $reps repetition(s)"

@@ -98,11 +98,17 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 serial=$tmp/serial.log
-append="console=ttyS0 earlyprintk=serial 8250.nr_uarts=1 lpj=$lpj noxsave"
-append+=" clearcpuid=cx16,smap,smep,pku,umip,popcnt,fsgsbase,rdpid,rdrand"
-append+=",rdseed,bmi1,bmi2,movbe,fsrm,avx,avx2,avx512f,xsave,xsaveopt,xsavec"
-append+=",xsaves,pcid,invpcid,clflushopt,clwb,abm,sha_ni,aes,pclmulqdq,f16c"
-append+=",fma,adx,gfni,vaes,vpclmulqdq,lahf_lm,sse4_1,sse4_2,ssse3 panic=-1"
+# The workarounds for a KVM that emulates ring 0 (kvm-on-this-host.md),
+# shared with scripts/boot-default-vm.sh; the list below if it is missing.
+workarounds="noxsave clearcpuid=cx16,smap,smep,pku,umip,popcnt,fsgsbase,rdpid"
+workarounds+=",rdrand,rdseed,bmi1,bmi2,movbe,fsrm,avx,avx2,avx512f,xsave,xsaveopt"
+workarounds+=",xsavec,xsaves,pcid,invpcid,clflushopt,clwb,abm,sha_ni,aes,pclmulqdq"
+workarounds+=",f16c,fma,adx,gfni,vaes,vpclmulqdq,lahf_lm,sse4_1,sse4_2,ssse3"
+if [ -s "$here/emulated-host.cmdline" ]; then
+    workarounds=$(tr '\n' ' ' <"$here/emulated-host.cmdline")
+    workarounds=${workarounds% }
+fi
+append="console=ttyS0 earlyprintk=serial 8250.nr_uarts=1 lpj=$lpj $workarounds panic=-1"
 cmd=("$vmm" -m 256 -smp 2 -kernel "$kernel" -initrd "$initrd"
      -append "$append" -display none -serial "file:$serial" -no-reboot)
 
