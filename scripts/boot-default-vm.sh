@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 scripts/install-deps.sh kernel
 make -s build/kvmbox
 kdir=$(tests/linux/build-kernel.sh)
-initrd=$(tests/linux/make-initramfs.sh)
+initrd=$(KVMBOX_INITRAMFS_COMPRESS=none tests/linux/make-initramfs.sh)
 # On hosts whose KVM emulates guest ring 0 (no VT-x/AMD-V; see
 # docs/user-guide.md) the kernel needs the CPU-feature workarounds below.
 append="console=ttyS0 8250.nr_uarts=1 panic=-1"

@@ -26,6 +26,7 @@ build() {
     want gcc gcc
     want libc6-dev /usr/include/stdio.h
     want linux-libc-dev /usr/include/linux/kvm.h
+    want liburing-dev /usr/include/liburing.h
 }
 
 kernel() {

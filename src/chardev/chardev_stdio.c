@@ -1,7 +1,6 @@
-/* stdio back end: the terminal in raw mode (restored on every exit path) and,
- * under -nographic, QEMU's Ctrl-a escapes: Ctrl-a x quits, Ctrl-a h prints
- * help, Ctrl-a Ctrl-a sends one Ctrl-a. Ctrl-a c (the monitor) arrives with
- * the monitor issue. */
+/* stdio back end: the terminal in raw mode (restored on every exit path).
+ * The Ctrl-a escapes are the mux's (chardev_mux.c): -nographic puts one on
+ * stdio. */
 #include "chardev/chardev_internal.h"
 
 #include <fcntl.h>
@@ -12,8 +11,6 @@
 #include <string.h>
 #include <termios.h>
 #include <unistd.h>
-
-#define ESCAPE_CHAR 0x01    /* Ctrl-a */
 
 /* The terminal is one per process, so its saved state is process-wide: the
  * one piece of global state outside the log, needed by the exit paths
@@ -43,12 +40,14 @@ int chardev_stdio_open(struct chardev *c, char *err, size_t errlen)
     if (isatty(0) && tcgetattr(0, &saved_termios) == 0) {
         struct termios t = saved_termios;
         /* Raw input; output post-processing stays on (the guest sends CRLF
-         * itself, OPOST only matters for a bare LF). Without -nographic
-         * Ctrl-C still signals kvmbox, as with QEMU's -serial stdio. */
+         * itself, OPOST only matters for a bare LF). Ctrl-C signals
+         * kvmbox, as with QEMU's -serial stdio, unless signal=off or
+         * -nographic (where Ctrl-a x quits and Ctrl-C belongs to the
+         * guest). */
         t.c_iflag &= ~(unsigned)(IGNBRK | BRKINT | PARMRK | ISTRIP | INLCR |
                                  IGNCR | ICRNL | IXON);
         t.c_lflag &= ~(unsigned)(ECHO | ECHONL | ICANON | IEXTEN);
-        if (c->nographic)
+        if (c->no_signals)
             t.c_lflag &= ~(unsigned)ISIG;
         t.c_cflag &= ~(unsigned)(CSIZE | PARENB);
         t.c_cflag |= CS8;
@@ -66,43 +65,4 @@ int chardev_stdio_open(struct chardev *c, char *err, size_t errlen)
         }
     }
     return 0;
-}
-
-size_t chardev_stdio_filter(struct chardev *c, uint8_t *buf, size_t len)
-{
-    if (!c->nographic)
-        return len;
-    size_t out = 0;
-    for (size_t i = 0; i < len; i++) {
-        uint8_t ch = buf[i];
-        if (!c->escape_pending) {
-            if (ch == ESCAPE_CHAR)
-                c->escape_pending = true;
-            else
-                buf[out++] = ch;
-            continue;
-        }
-        c->escape_pending = false;
-        switch (ch) {
-        case 'x':
-            fprintf(stderr, "QEMU: Terminated\r\n");
-            if (c->hooks.quit)
-                c->hooks.quit(c->hooks.opaque);
-            break;
-        case 'h':
-        case '?':
-            fprintf(stderr, "\r\nC-a h    print this help\r\n"
-                            "C-a x    exit emulator\r\n"
-                            "C-a C-a  sends C-a\r\n"
-                            "C-a c    switch between console and monitor "
-                            "(not available: no monitor yet)\r\n");
-            break;
-        case ESCAPE_CHAR:
-            buf[out++] = ESCAPE_CHAR;
-            break;
-        default:
-            break;      /* unknown escape: swallowed, as QEMU does */
-        }
-    }
-    return out;
 }

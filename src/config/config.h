@@ -7,6 +7,9 @@
 #include <stdint.h>
 
 #define CONFIG_MAX_SERIAL 4
+#define CONFIG_MAX_CHARDEVS 16
+#define CONFIG_MAX_MONITORS 8
+#define CONFIG_MUX_MAX_FRONTENDS 4     /* QEMU's MAX_MUX */
 
 enum chardev_kind {
     CHARDEV_NONE,      /* -serial none: no device */
@@ -16,15 +19,38 @@ enum chardev_kind {
     CHARDEV_PTY,
     CHARDEV_UNIX,
     CHARDEV_TCP,
+    CHARDEV_PIPE,      /* PATH.in + PATH.out, or PATH both ways */
 };
 
 struct chardev_spec {
+    char *id;          /* -chardev id=, or QEMU's implied label: serialN,
+                          compat_monitorN */
+    const char *option;    /* the option it came from ("-serial", ...), for
+                              messages; a string literal, not owned */
     enum chardev_kind kind;
-    char *path;        /* FILE, UNIX */
+    char *path;        /* FILE, UNIX, PIPE */
     char *host;        /* TCP ("" = any) */
     uint16_t port;     /* TCP */
     bool server;       /* UNIX/TCP: listen instead of connect */
     bool wait;         /* server: wait for a client before starting the VM */
+    bool telnet;       /* TCP: telnet option negotiation (telnet:, telnet=on) */
+    bool mux;          /* mux=on: shared by up to 4 front ends, Ctrl-a escapes */
+    int signal;        /* STDIO: -1 default (Ctrl-C signals kvmbox unless
+                          -nographic), 0 signal=off, 1 signal=on */
+    char *logfile;     /* logfile=: a copy of all output */
+    bool logappend;
+};
+
+/* -mon mode=: QEMU's names. */
+enum config_monitor_mode {
+    CONFIG_MONITOR_READLINE,   /* HMP */
+    CONFIG_MONITOR_CONTROL,    /* QMP */
+};
+
+struct monitor_config {
+    char *chardev;     /* id in vm_config.chardevs */
+    enum config_monitor_mode mode;
+    bool pretty;       /* QMP: pretty-printed JSON */
 };
 
 struct smp_config {
@@ -38,9 +64,18 @@ struct vm_config {
     char *machine;                 /* "pc" */
     char *cpu_model;               /* "host" */
     uint32_t cpu_kvm_on, cpu_kvm_off;  /* -cpu host,kvm-*=on|off: CPUID 0x40000001 EAX bits */
-    struct chardev_spec serial[CONFIG_MAX_SERIAL];
+    /* Every character device, in creation order: -chardev, and the ones
+     * -serial/-monitor/-qmp/-nographic imply (ids serialN,
+     * compat_monitorN as in QEMU). */
+    struct chardev_spec chardevs[CONFIG_MAX_CHARDEVS];
+    unsigned nr_chardevs;
+    char *serial[CONFIG_MAX_SERIAL];   /* chardev id of COMn; NULL: -serial none */
     unsigned nr_serial;
     bool serial_given;             /* any -serial on the command line */
+    struct monitor_config monitors[CONFIG_MAX_MONITORS];
+    unsigned nr_monitors;
+    bool monitor_given;            /* -monitor (even none), -qmp, -mon */
+    uint8_t uuid[16];              /* -uuid; all zeros by default */
     bool nographic;
     bool no_reboot;
     bool no_shutdown;              /* -no-shutdown: guest power-off stops, kvmbox stays */
@@ -73,7 +108,21 @@ int config_parse_size(const char *s, uint64_t default_unit, uint64_t *out);
 /* QEMU's -smp rules (7.2, cores preferred over sockets). Returns 0, or -EINVAL
  * with a message in err. */
 int config_parse_smp(const char *s, struct smp_config *smp, char *err, unsigned errlen);
-/* -serial / -chardev style backend spec. 0 or -EINVAL with message in err. */
+/* -serial style backend spec (none, stdio, file:P, unix:P,server, ...; not
+ * mon: or chardev:, which only -serial/-monitor know). 0 or -EINVAL with a
+ * message in err naming -serial. The spec's strings are the caller's
+ * (config_free_chardev). */
 int config_parse_chardev(const char *s, struct chardev_spec *spec, char *err, unsigned errlen);
+/* The same for another option ("-monitor", "-qmp"): messages name it. */
+int config_parse_chardev_compat(const char *option, const char *s, struct chardev_spec *spec,
+                                char *err, unsigned errlen);
+/* -chardev BACKEND,id=ID[,opts]. 0 or -EINVAL with message in err. */
+int config_parse_chardev_opts(const char *s, struct chardev_spec *spec, char *err,
+                              unsigned errlen);
+void config_free_chardev(struct chardev_spec *spec);
+/* The chardev with that id, or NULL. */
+const struct chardev_spec *config_find_chardev(const struct vm_config *cfg, const char *id);
+/* "550e8400-e29b-41d4-a716-446655440000" -> 16 bytes: 0 or -EINVAL. */
+int config_parse_uuid(const char *s, uint8_t uuid[16]);
 
 #endif

@@ -17,6 +17,7 @@ struct parse_ctx {
     struct vm_config *cfg;
     char err[ERRLEN];
     bool exit_ok;           /* a help/version listing was printed */
+    unsigned monitor_index; /* QEMU's compat_monitorN counter */
 };
 
 typedef int (*option_fn)(struct parse_ctx *ctx, const char *arg);
@@ -143,14 +144,176 @@ static int opt_vga(struct parse_ctx *ctx, const char *arg)
     return fail(ctx, "-vga: '%s' is not supported yet (expected none)", arg);
 }
 
+/* Take ownership of spec (freed on failure). Ids are unique across every
+ * chardev, implied ones included (QEMU: "Duplicate ID"). */
+static int add_chardev(struct parse_ctx *ctx, struct chardev_spec *spec)
+{
+    struct vm_config *cfg = ctx->cfg;
+    int ret = 0;
+    if (config_find_chardev(cfg, spec->id))
+        ret = fail(ctx, "%s: duplicate chardev id '%s' (expected a unique id=)",
+                   spec->option, spec->id);
+    else if (cfg->nr_chardevs == CONFIG_MAX_CHARDEVS)
+        ret = fail(ctx, "%s: too many character devices (at most %d)", spec->option,
+                   CONFIG_MAX_CHARDEVS);
+    if (ret) {
+        config_free_chardev(spec);
+        return ret;
+    }
+    cfg->chardevs[cfg->nr_chardevs++] = *spec;
+    return 0;
+}
+
+/* A chardev spec from the compact syntax, named id. */
+static int add_compat_chardev(struct parse_ctx *ctx, const char *option, const char *arg,
+                              const char *id, bool mux)
+{
+    struct chardev_spec spec;
+    int ret = config_parse_chardev_compat(option, arg, &spec, ctx->err, sizeof ctx->err);
+    if (ret == 0 && !(spec.id = strdup(id)))
+        ret = -ENOMEM;
+    if (ret) {
+        config_free_chardev(&spec);
+        return ret;
+    }
+    spec.mux = mux;
+    return add_chardev(ctx, &spec);
+}
+
+static int add_monitor(struct parse_ctx *ctx, const char *option, const char *chardev,
+                       enum config_monitor_mode mode, bool pretty)
+{
+    struct vm_config *cfg = ctx->cfg;
+    if (cfg->nr_monitors == CONFIG_MAX_MONITORS)
+        return fail(ctx, "%s: too many monitors (at most %d)", option, CONFIG_MAX_MONITORS);
+    char *id = strdup(chardev);
+    if (!id)
+        return -ENOMEM;
+    cfg->monitors[cfg->nr_monitors++] = (struct monitor_config){ id, mode, pretty };
+    return 0;
+}
+
+static int opt_chardev(struct parse_ctx *ctx, const char *arg)
+{
+    struct chardev_spec spec;
+    int ret = config_parse_chardev_opts(arg, &spec, ctx->err, sizeof ctx->err);
+    return ret ? ret : add_chardev(ctx, &spec);
+}
+
+/* -serial DEV: COMn on a new chardev "serialN", on an existing one
+ * (chardev:ID), or (mon:DEV) on a mux shared with an HMP monitor. */
 static int opt_serial(struct parse_ctx *ctx, const char *arg)
 {
     struct vm_config *cfg = ctx->cfg;
     if (cfg->nr_serial == CONFIG_MAX_SERIAL)
         return fail(ctx, "-serial: at most %d serial ports (COM1-COM4)", CONFIG_MAX_SERIAL);
     cfg->serial_given = true;
-    return config_parse_chardev(arg, &cfg->serial[cfg->nr_serial++], ctx->err,
-                                sizeof ctx->err);
+    unsigned index = cfg->nr_serial++;
+    if (!strcmp(arg, "none"))
+        return 0;
+    if (!strncmp(arg, "chardev:", 8)) {
+        if (!arg[8])
+            return fail(ctx, "-serial: chardev: needs an id (expected chardev:ID)");
+        return set_string(&cfg->serial[index], arg + 8);
+    }
+    char id[16];
+    snprintf(id, sizeof id, "serial%u", index);
+    bool mon = !strncmp(arg, "mon:", 4);
+    if (mon && (!strcmp(arg + 4, "none") || !strncmp(arg + 4, "mon:", 4) ||
+                !strncmp(arg + 4, "chardev:", 8)))
+        return fail(ctx, "-serial: '%s' is not supported (expected mon:DEV with DEV a "
+                    "back end such as stdio, pty or unix:PATH,server,nowait)", arg);
+    int ret = add_compat_chardev(ctx, "-serial", mon ? arg + 4 : arg, id, mon);
+    if (ret == 0)
+        ret = set_string(&cfg->serial[index], id);
+    if (ret == 0 && mon)
+        ret = add_monitor(ctx, "-serial", id, CONFIG_MONITOR_READLINE, false);
+    return ret;
+}
+
+/* QEMU's monitor_parse: "chardev:ID" or a compact back end that becomes
+ * chardev compat_monitorN. */
+static int monitor_parse(struct parse_ctx *ctx, const char *option, const char *arg,
+                         enum config_monitor_mode mode, bool pretty)
+{
+    char id[32];
+    const char *chardev = id;
+    int ret = 0;
+    ctx->cfg->monitor_given = true;
+    if (!strncmp(arg, "chardev:", 8)) {
+        if (!arg[8])
+            return fail(ctx, "%s: chardev: needs an id (expected chardev:ID)", option);
+        chardev = arg + 8;
+    } else {
+        snprintf(id, sizeof id, "compat_monitor%u", ctx->monitor_index);
+        ret = add_compat_chardev(ctx, option, arg, id, false);
+    }
+    ctx->monitor_index++;
+    return ret ? ret : add_monitor(ctx, option, chardev, mode, pretty);
+}
+
+static int opt_monitor(struct parse_ctx *ctx, const char *arg)
+{
+    /* QEMU: anything starting with "none" means no monitor (and no default). */
+    if (!strncmp(arg, "none", 4)) {
+        ctx->cfg->monitor_given = true;
+        return 0;
+    }
+    return monitor_parse(ctx, "-monitor", arg, CONFIG_MONITOR_READLINE, false);
+}
+
+static int opt_qmp(struct parse_ctx *ctx, const char *arg)
+{
+    return monitor_parse(ctx, "-qmp", arg, CONFIG_MONITOR_CONTROL, false);
+}
+
+static int opt_qmp_pretty(struct parse_ctx *ctx, const char *arg)
+{
+    return monitor_parse(ctx, "-qmp-pretty", arg, CONFIG_MONITOR_CONTROL, true);
+}
+
+#define MON_FORM "[chardev=]ID[,mode=readline|control][,pretty=on|off]"
+
+static int opt_mon(struct parse_ctx *ctx, const char *arg)
+{
+    struct keyval kv;
+    if (keyval_parse(&kv, arg, "chardev") < 0)
+        return fail(ctx, "-mon: cannot parse '%s' (expected " MON_FORM ")", arg);
+    const char *chardev = keyval_get(&kv, "chardev");
+    const char *mode = keyval_get(&kv, "mode");
+    const char *pretty_s = keyval_get(&kv, "pretty");
+    keyval_get(&kv, "id");
+    const char *unused = keyval_unused(&kv);
+    enum config_monitor_mode m = CONFIG_MONITOR_READLINE;
+    bool pretty = false;
+    int ret = 0;
+    if (unused)
+        ret = fail(ctx, "-mon: unknown parameter '%s' (expected " MON_FORM ")", unused);
+    else if (!chardev || !*chardev)
+        ret = fail(ctx, "-mon: needs chardev=ID (expected " MON_FORM ")");
+    else if (mode && !strcmp(mode, "control"))
+        m = CONFIG_MONITOR_CONTROL;
+    else if (mode && strcmp(mode, "readline"))
+        ret = fail(ctx, "-mon: unknown mode '%s' (expected mode=readline or mode=control)", mode);
+    if (!ret && pretty_s && keyval_bool(pretty_s, &pretty) < 0)
+        ret = fail(ctx, "-mon: bad value '%s' for pretty (expected on or off)", pretty_s);
+    if (!ret && pretty && m == CONFIG_MONITOR_READLINE)
+        ret = fail(ctx, "-mon: pretty=on is not compatible with HMP monitors "
+                   "(expected mode=control)");
+    if (!ret) {
+        ctx->cfg->monitor_given = true;
+        ret = add_monitor(ctx, "-mon", chardev, m, pretty);
+    }
+    keyval_free(&kv);
+    return ret;
+}
+
+static int opt_uuid(struct parse_ctx *ctx, const char *arg)
+{
+    if (config_parse_uuid(arg, ctx->cfg->uuid) < 0)
+        return fail(ctx, "-uuid: '%s' is not a UUID (expected "
+                    "xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx, hex digits)", arg);
+    return 0;
 }
 
 static int opt_no_reboot(struct parse_ctx *ctx, const char *arg)
@@ -417,10 +580,16 @@ static const struct option_def options[] = {
     { "cpu",        true,  opt_cpu,        "-cpu host|max      CPU model (host passthrough)" },
     { "enable-kvm", false, opt_enable_kvm, "-enable-kvm        accepted: kvmbox always uses KVM" },
     { "accel",      true,  opt_accel,      "-accel kvm         accepted: kvmbox always uses KVM" },
-    { "nographic",  false, opt_nographic,  "-nographic         serial console on this terminal (Ctrl-a x quits)" },
+    { "nographic",  false, opt_nographic,  "-nographic         COM1 and the monitor on this terminal (Ctrl-a c switches, Ctrl-a x quits)" },
     { "display",    true,  opt_display,    "-display none      no display (kvmbox has no graphical console)" },
     { "vga",        true,  opt_vga,        "-vga none          no VGA adapter" },
-    { "serial",     true,  opt_serial,     "-serial DEV        stdio|null|none|pty|file:P|unix:P[,server,nowait]|tcp:H:P[,server,nowait]" },
+    { "serial",     true,  opt_serial,     "-serial DEV        stdio|null|none|pty|file:P|pipe:P|unix:P[,server,nowait]|tcp:H:P[,server,nowait]|telnet:H:P[,server,nowait]|chardev:ID|mon:DEV" },
+    { "chardev",    true,  opt_chardev,    "-chardev BACKEND,id=ID[,mux=on][,logfile=P]  stdio[,signal=off], null, pty, file,path=P, pipe,path=P, socket,path=P|[host=H,]port=N[,server=on][,wait=off][,telnet=on]" },
+    { "monitor",    true,  opt_monitor,    "-monitor DEV       HMP monitor on DEV (-serial syntax, none: no monitor)" },
+    { "qmp",        true,  opt_qmp,        "-qmp DEV           QMP monitor on DEV (-serial syntax)" },
+    { "qmp-pretty", true,  opt_qmp_pretty, "-qmp-pretty DEV    QMP monitor with pretty-printed JSON" },
+    { "mon",        true,  opt_mon,        "-mon [chardev=]ID[,mode=readline|control][,pretty=on|off]  monitor on a -chardev" },
+    { "uuid",       true,  opt_uuid,       "-uuid UUID         machine UUID (info uuid, query-uuid)" },
     { "no-reboot",  false, opt_no_reboot,  "-no-reboot         exit instead of rebooting" },
     { "no-shutdown", false, opt_no_shutdown, "-no-shutdown       guest power-off stops the VM instead of exiting" },
     { "S",          false, opt_start_paused, "-S                 start with the vCPUs stopped (cont starts them)" },
@@ -459,30 +628,74 @@ static void config_defaults(struct vm_config *cfg)
     cfg->smp = (struct smp_config){ 1, 1, 1, 1, 1 };
 }
 
+/* QEMU's defaults (qemu_create_default_devices): with -nographic and
+ * neither -serial nor a monitor option, COM1 and an HMP monitor share stdio
+ * through a mux (-serial mon:stdio); with -nographic otherwise the missing
+ * one goes to stdio alone. Without -nographic QEMU would use its graphical
+ * console, which kvmbox lacks: COM1 goes to stdio, and no monitor. */
+static int config_defaults_chardevs(struct parse_ctx *ctx)
+{
+    struct vm_config *cfg = ctx->cfg;
+    if (cfg->nographic && !cfg->serial_given && !cfg->monitor_given)
+        return opt_serial(ctx, "mon:stdio");
+    if (!cfg->serial_given) {
+        int ret = opt_serial(ctx, "stdio");
+        if (ret)
+            return ret;
+    }
+    if (cfg->nographic && !cfg->monitor_given)
+        return monitor_parse(ctx, "-nographic", "stdio", CONFIG_MONITOR_READLINE, false);
+    return 0;
+}
+
+/* Every front end's chardev exists; one front end per chardev unless it is
+ * a mux (at most CONFIG_MUX_MAX_FRONTENDS). */
+static int check_frontend(struct parse_ctx *ctx, const char *option, const char *id,
+                          unsigned *users)
+{
+    const struct chardev_spec *spec = config_find_chardev(ctx->cfg, id);
+    if (!spec)
+        return fail(ctx, "%s: no character device with id '%s' (expected -chardev "
+                    "BACKEND,id=%s)", option, id, id);
+    unsigned n = ++users[spec - ctx->cfg->chardevs];
+    if (n > 1 && !spec->mux)
+        return fail(ctx, "%s: chardev '%s' is already in use (expected mux=on to share it)",
+                    option, id);
+    if (n > CONFIG_MUX_MAX_FRONTENDS)
+        return fail(ctx, "%s: chardev '%s' has more than %d front ends", option, id,
+                    CONFIG_MUX_MAX_FRONTENDS);
+    return 0;
+}
+
 /* Options with a value that only completes the picture after all options
- * are read: default serial port, conflicts. */
+ * are read: default serial port and monitor, references, conflicts. */
 static int config_finish(struct parse_ctx *ctx)
 {
     struct vm_config *cfg = ctx->cfg;
-    if (!cfg->serial_given) {
-        /* QEMU sends COM1 to its graphical console by default; kvmbox has
-         * none, so COM1 goes to the terminal as with -nographic. */
-        cfg->serial[0].kind = CHARDEV_STDIO;
-        cfg->nr_serial = 1;
-    }
+    int ret = config_defaults_chardevs(ctx);
+    if (ret)
+        return ret;
     if (!cfg->kernel)
         return fail(ctx, "-kernel: no kernel given (expected -kernel FILE; "
                     "kvmbox has no BIOS to boot disks yet)");
     if (cfg->initrd && !cfg->kernel)
         return fail(ctx, "-initrd: needs -kernel");
-    unsigned stdio_users = 0;
+    unsigned users[CONFIG_MAX_CHARDEVS] = { 0 };
     for (unsigned i = 0; i < cfg->nr_serial; i++)
-        stdio_users += cfg->serial[i].kind == CHARDEV_STDIO;
+        if (cfg->serial[i] && check_frontend(ctx, "-serial", cfg->serial[i], users) < 0)
+            return -EINVAL;
+    for (unsigned i = 0; i < cfg->nr_monitors; i++)
+        if (check_frontend(ctx, "-mon", cfg->monitors[i].chardev, users) < 0)
+            return -EINVAL;
+    unsigned stdio_users = 0;
+    for (unsigned i = 0; i < cfg->nr_chardevs; i++)
+        stdio_users += cfg->chardevs[i].kind == CHARDEV_STDIO;
     if (stdio_users > 1)
-        return fail(ctx, "-serial: stdio can be used by only one serial port");
+        return fail(ctx, "-serial/-monitor: cannot use stdio by multiple character devices "
+                    "(expected stdio at most once; -serial mon:stdio shares it with a monitor)");
     if (cfg->daemonize && stdio_users)
-        return fail(ctx, "-daemonize: cannot be used with a serial port on stdio "
-                    "(expected -serial file:PATH, pty, unix:... or null)");
+        return fail(ctx, "-daemonize: cannot be used with a serial port or monitor on stdio "
+                    "(expected -serial file:PATH, pty, unix:... or null; -nographic uses stdio)");
     if (!cfg->machine && set_string(&cfg->machine, "pc") < 0)
         return -ENOMEM;
     if (!cfg->cpu_model && set_string(&cfg->cpu_model, "host") < 0)
@@ -557,9 +770,11 @@ void config_free(struct vm_config *cfg)
     free(cfg->cpu_model);
     free(cfg->pidfile);
     free(cfg->logfile);
-    for (unsigned i = 0; i < cfg->nr_serial; i++) {
-        free(cfg->serial[i].path);
-        free(cfg->serial[i].host);
-    }
+    for (unsigned i = 0; i < cfg->nr_chardevs; i++)
+        config_free_chardev(&cfg->chardevs[i]);
+    for (unsigned i = 0; i < cfg->nr_serial; i++)
+        free(cfg->serial[i]);
+    for (unsigned i = 0; i < cfg->nr_monitors; i++)
+        free(cfg->monitors[i].chardev);
     memset(cfg, 0, sizeof *cfg);
 }

@@ -2,10 +2,13 @@
 #include "core/loop.h"
 
 #include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <time.h>
 #include <unistd.h>
 
 struct loop_handler {
@@ -23,6 +26,16 @@ struct loop {
     void *wake_opaque;
     bool quit;
     struct loop_handler *handlers;
+    /* loop_call_sync: one pending call at a time (call_lock), run by the
+     * loop thread when it sees call_fn set. */
+    atomic_bool running;
+    pthread_t thread;
+    pthread_mutex_t call_lock;      /* serialises callers */
+    pthread_mutex_t call_mutex;     /* guards the fields below */
+    pthread_cond_t call_done;
+    void (*call_fn)(void *arg);
+    void *call_arg;
+    bool call_finished;
 };
 
 struct loop *loop_new(void (*wake_fn)(void *opaque), void *wake_opaque)
@@ -36,6 +49,9 @@ struct loop *loop_new(void (*wake_fn)(void *opaque), void *wake_opaque)
         goto fail;
     l->wake_fn = wake_fn;
     l->wake_opaque = wake_opaque;
+    pthread_mutex_init(&l->call_lock, NULL);
+    pthread_mutex_init(&l->call_mutex, NULL);
+    pthread_cond_init(&l->call_done, NULL);
     /* The wake eventfd is tagged with a NULL handler pointer. */
     struct epoll_event ev = { .events = EPOLLIN, .data.ptr = NULL };
     if (epoll_ctl(l->epfd, EPOLL_CTL_ADD, l->wake_fd, &ev) < 0)
@@ -73,6 +89,9 @@ void loop_free(struct loop *l)
     loop_reap(l);
     close(l->epfd);
     close(l->wake_fd);
+    pthread_cond_destroy(&l->call_done);
+    pthread_mutex_destroy(&l->call_mutex);
+    pthread_mutex_destroy(&l->call_lock);
     free(l);
 }
 
@@ -130,16 +149,72 @@ void loop_wake(struct loop *l)
     (void)r;    /* EAGAIN: the counter is already non-zero, a wake is pending */
 }
 
+static void loop_run_pending_call(struct loop *l)
+{
+    pthread_mutex_lock(&l->call_mutex);
+    void (*fn)(void *) = l->call_fn;
+    void *arg = l->call_arg;
+    l->call_fn = NULL;
+    pthread_mutex_unlock(&l->call_mutex);
+    if (!fn)
+        return;
+    fn(arg);
+    pthread_mutex_lock(&l->call_mutex);
+    l->call_finished = true;
+    pthread_cond_broadcast(&l->call_done);
+    pthread_mutex_unlock(&l->call_mutex);
+}
+
+void loop_call_sync(struct loop *l, void (*fn)(void *arg), void *arg)
+{
+    if (!atomic_load(&l->running) || pthread_equal(pthread_self(), l->thread)) {
+        fn(arg);
+        return;
+    }
+    pthread_mutex_lock(&l->call_lock);
+    pthread_mutex_lock(&l->call_mutex);
+    l->call_fn = fn;
+    l->call_arg = arg;
+    l->call_finished = false;
+    pthread_mutex_unlock(&l->call_mutex);
+    loop_wake(l);
+    pthread_mutex_lock(&l->call_mutex);
+    while (!l->call_finished) {
+        if (!atomic_load(&l->running) && l->call_fn == fn) {
+            /* The loop stopped before taking the call: run it here. */
+            l->call_fn = NULL;
+            pthread_mutex_unlock(&l->call_mutex);
+            fn(arg);
+            pthread_mutex_lock(&l->call_mutex);
+            break;
+        }
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_nsec += 10 * 1000 * 1000;
+        if (until.tv_nsec >= 1000000000L) {
+            until.tv_sec++;
+            until.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&l->call_done, &l->call_mutex, &until);
+    }
+    pthread_mutex_unlock(&l->call_mutex);
+    pthread_mutex_unlock(&l->call_lock);
+}
+
 int loop_run(struct loop *l)
 {
     l->quit = false;
+    l->thread = pthread_self();
+    atomic_store(&l->running, true);
     while (!l->quit) {
         struct epoll_event evs[16];
         int n = epoll_wait(l->epfd, evs, 16, -1);
         if (n < 0) {
             if (errno == EINTR)
                 continue;
-            return -errno;
+            int err = -errno;
+            atomic_store(&l->running, false);
+            return err;
         }
         for (int i = 0; i < n; i++) {
             struct loop_handler *h = evs[i].data.ptr;
@@ -147,6 +222,7 @@ int loop_run(struct loop *l)
                 uint64_t v;
                 ssize_t r = read(l->wake_fd, &v, sizeof v);
                 (void)r;
+                loop_run_pending_call(l);
                 if (l->wake_fn)
                     l->wake_fn(l->wake_opaque);
                 continue;
@@ -156,5 +232,9 @@ int loop_run(struct loop *l)
         }
         loop_reap(l);
     }
+    /* A caller may have queued a call just as the loop was told to quit:
+     * run it so nobody waits forever. */
+    atomic_store(&l->running, false);
+    loop_run_pending_call(l);
     return 0;
 }

@@ -28,5 +28,10 @@ int loop_run(struct loop *l);
 void loop_quit(struct loop *l);
 /* Any thread, async-signal-safe: run wake_fn on the loop thread soon. */
 void loop_wake(struct loop *l);
+/* Run fn(arg) on the loop's thread and wait for it to finish: directly when
+ * called from that thread or when the loop is not running, else handed over
+ * and waited for. For quiescing a device's I/O thread work from a vCPU or
+ * the main thread (virtio reset). */
+void loop_call_sync(struct loop *l, void (*fn)(void *arg), void *arg);
 
 #endif

@@ -9,6 +9,36 @@
 #include "chardev/chardev.h"
 #include "core/vm.h"
 
+/* Connection events from the chardev: OPENED (at once for back ends that
+ * are always open, on each new client of a socket server, on a mux front
+ * end's first focus) starts a fresh session with the greeting / banner;
+ * FOCUS_IN (mux, Ctrl-a c back to us) shows the HMP prompt again. */
+static void monitor_on_event(void *opaque, enum chardev_event ev)
+{
+    struct monitor *m = opaque;
+    if (ev == CHARDEV_EVENT_OPENED) {
+        m->opened = true;
+        monitor_connected(m);
+    } else if (ev == CHARDEV_EVENT_FOCUS_IN && m->opened && m->mode == MONITOR_HMP) {
+        hmp_show_prompt(m);
+    }
+}
+
+/* The vm has no vm_remove_listener (yet): take ours out by hand (main
+ * thread, like every listener change). */
+static void monitor_unlisten(struct monitor *m)
+{
+    struct vm *vm = m->vm;
+    for (unsigned i = 0; i < vm->nr_listeners; i++) {
+        if (vm->listeners[i].opaque == m && vm->listeners[i].fn == qmp_vm_event) {
+            memmove(&vm->listeners[i], &vm->listeners[i + 1],
+                    (vm->nr_listeners - i - 1) * sizeof vm->listeners[0]);
+            vm->nr_listeners--;
+            return;
+        }
+    }
+}
+
 static struct monitor *monitor_alloc(struct vm *vm, enum monitor_mode mode, bool pretty)
 {
     struct monitor *m = calloc(1, sizeof *m);
@@ -18,10 +48,12 @@ static struct monitor *monitor_alloc(struct vm *vm, enum monitor_mode mode, bool
     m->mode = mode;
     m->pretty = pretty;
     if (mode == MONITOR_QMP) {
-        if (qmp_init(m) < 0) {
+        if (qmp_init(m) < 0 || vm_add_listener(vm, qmp_vm_event, m) < 0) {
+            qmp_fini(m);
             free(m);
             return NULL;
         }
+        m->listening = true;
     } else {
         hmp_init(m);
     }
@@ -48,7 +80,7 @@ struct monitor *monitor_new(struct vm *vm, struct chardev *chr, enum monitor_mod
         return NULL;
     m->chr = chr;
     chardev_set_input(chr, monitor_input, m);
-    monitor_connected(m);
+    chardev_set_event(chr, monitor_on_event, m);    /* greets when the peer is there */
     return m;
 }
 
@@ -56,8 +88,12 @@ void monitor_free(struct monitor *m)
 {
     if (!m)
         return;
-    if (m->chr)
+    if (m->chr) {
         chardev_set_input(m->chr, NULL, NULL);
+        chardev_set_event(m->chr, NULL, NULL);
+    }
+    if (m->listening)
+        monitor_unlisten(m);
     if (m->mode == MONITOR_QMP)
         qmp_fini(m);
     free(m->cap);
@@ -114,9 +150,18 @@ void monitor_write(struct monitor *m, const void *buf, size_t len)
         chardev_write(m->chr, buf, len);
 }
 
+/* Text output: '\n' becomes "\r\n" as in QEMU's monitor_puts. */
 void monitor_puts(struct monitor *m, const char *s)
 {
-    monitor_write(m, s, strlen(s));
+    const char *start = s;
+    for (; *s; s++) {
+        if (*s == '\n') {
+            monitor_write(m, start, (size_t)(s - start));
+            monitor_write(m, "\r\n", 2);
+            start = s + 1;
+        }
+    }
+    monitor_write(m, start, (size_t)(s - start));
 }
 
 void monitor_printf(struct monitor *m, const char *fmt, ...)
@@ -129,7 +174,7 @@ void monitor_printf(struct monitor *m, const char *fmt, ...)
     if (n < 0)
         return;
     if ((size_t)n < sizeof small) {
-        monitor_write(m, small, (size_t)n);
+        monitor_puts(m, small);
         return;
     }
     char *big = malloc((size_t)n + 1);
@@ -138,6 +183,6 @@ void monitor_printf(struct monitor *m, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(big, (size_t)n + 1, fmt, ap);
     va_end(ap);
-    monitor_write(m, big, (size_t)n);
+    monitor_puts(m, big);
     free(big);
 }

@@ -36,6 +36,7 @@ struct hmp_state {
     size_t len;
     bool overflow;              /* current line too long: discard to '\n' */
     bool last_cr;               /* swallow the '\n' of "\r\n" */
+    int esc;                    /* inside an escape sequence: 1 after ESC, 2 in CSI */
     unsigned cur_cpu;           /* `cpu N` / x uses this CPU */
     /* Remembered defaults of x/xp as QEMU keeps them: last format/size. */
     char last_fmt;
@@ -55,6 +56,7 @@ struct monitor {
     size_t cap_len, cap_size;
     bool cap_truncated;
     bool listening;             /* registered as a vm listener */
+    bool opened;                /* the chardev reported a peer (OPENED) */
     struct qmp_state qmp;
     struct hmp_state hmp;
 };
@@ -87,11 +89,12 @@ void qmp_send(struct monitor *m, const struct json *j);
 /* hmp.c */
 void hmp_init(struct monitor *m);
 void hmp_greet(struct monitor *m);
+void hmp_show_prompt(struct monitor *m);
 void hmp_input(struct monitor *m, const uint8_t *buf, size_t len);
 /* Run one command line; output through monitor_printf. */
 void hmp_execute(struct monitor *m, const char *line);
 /* Run a line on a throw-away HMP monitor of vm and return its output
  * (malloc'd, NUL-terminated; NULL on allocation failure). */
-char *hmp_execute_capture(struct vm *vm, const char *line);
+char *hmp_execute_capture(struct vm *vm, const char *line, unsigned cpu_index);
 
 #endif

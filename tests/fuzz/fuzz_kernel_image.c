@@ -24,6 +24,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     struct kernel_image k;
     memset(&k, 0, sizeof k);
     k.path = "fuzz";
+    k.fd = k.initrd_fd = -1;
     k.data = malloc(size ? size : 1);
     if (!k.data)
         return 0;

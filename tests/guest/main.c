@@ -739,6 +739,16 @@ static void test_halt(void)
     halt_forever();
 }
 
+/* test=tick: print "tick N" about 20 times a second forever, so a test can
+ * see whether the guest makes progress (monitor stop/cont, reset). */
+static void test_tick(void)
+{
+    for (u64 n = 0;; n++) {
+        kprintf("tick %llu\n", ULL(n));
+        spin_tsc(100000000ULL);
+    }
+}
+
 /* test=echo: COM1 receive, interrupt driven. The interrupt handler moves
  * received bytes from the UART into a ring; the main loop (asleep in hlt
  * until an interrupt) echoes them uppercased, raw (no LF -> CRLF), until a
@@ -925,5 +935,7 @@ void kmain(const u8 *bp)
         test_halt();
     else if (streq(test_name, "echo"))
         test_echo();
+    else if (streq(test_name, "tick"))
+        test_tick();
     fail(FC_BADTEST, "unknown test '%s'", test_name);
 }

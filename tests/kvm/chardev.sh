@@ -18,7 +18,8 @@ TMO=${KVM_TEST_TIMEOUT:-30}
 ALL_TESTS="serial-unix-server serial-unix-server-wait serial-tcp-server serial-unix-client"
 ALL_TESTS+=" serial-pty serial-pty-reopen serial-file serial-null serial-input-echo"
 ALL_TESTS+=" serial-input-flow-control nographic-escape stdio-eof pidfile daemonize"
-ALL_TESTS+=" sigterm-sigint socket-client-disconnect"
+ALL_TESTS+=" sigterm-sigint socket-client-disconnect chardev-socket chardev-pipe chardev-errors"
+ALL_TESTS+=" serial-mon-stdio"
 
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1}
@@ -854,6 +855,166 @@ EOF
     pass $n
 }
 
+# -chardev socket + -serial chardev:ID carries the guest's output.
+t_chardev_socket() {
+    local n=chardev-socket
+    need $n socat || return
+    kvm_bg $n -kernel "$GUEST" -append "test=hello waitkey" -no-reboot \
+        -chardev "socket,id=c0,path=$S/$n/sock,server=on,wait=off" -serial chardev:c0
+    local k=$KPID
+    if ! wait_guest_marker $n 87; then
+        wait_pid "$k" 1
+        fail $n "guest never waited for its key ($(describe $n "$S/$n/log"))"; return
+    fi
+    client_start $n c1 "UNIX-CONNECT:$S/$n/sock"
+    client_send $'\n'
+    wait_match "$S/$n/c1.out" '^hello: ok$'
+    wait_pid "$k"
+    client_close
+    wait_pid "$CPID" 5
+    finish $n 0 "$S/$n/c1.out" '^kvmbox-testguest: test=hello$' '^hello: ok$' || return
+    pass $n
+}
+
+# -chardev pipe: input from PATH.in, output to PATH.out (test=echo).
+t_chardev_pipe() {
+    local n=chardev-pipe fd rpid
+    mkdir -p "$S/$n"
+    mkfifo "$S/$n/p.in" "$S/$n/p.out"
+    kvm_bg $n -kernel "$GUEST" -append "test=echo" -no-reboot \
+        -chardev "pipe,id=p0,path=$S/$n/p" -serial chardev:p0
+    local k=$KPID
+    cat "$S/$n/p.out" >"$S/$n/com1" &
+    rpid=$!
+    BGPIDS+=("$rpid")
+    exec {fd}<>"$S/$n/p.in"
+    if wait_guest_marker $n 236; then
+        printf 'pipe' >&"$fd"
+        wait_match "$S/$n/com1" 'PIPE' 10
+        printf 'q' >&"$fd"
+    fi
+    wait_pid "$k"
+    exec {fd}>&-
+    wait_pid "$rpid" 5
+    finish $n 0 "$S/$n/com1" '^echo: ready' 'PIPE' '^echo: done$' || return
+    pass $n
+}
+
+# Command-line errors of the chardev/monitor options: exit 2, one line
+# naming the option.
+t_chardev_errors() {
+    local n=chardev-errors rc i
+    mkdir -p "$S/$n"
+    local -a cases=(
+        "-chardev|-chardev null,id=a -chardev null,id=a -serial chardev:a"
+        "stdio by multiple|-serial stdio -monitor stdio"
+        "stdio by multiple|-nographic -monitor stdio"
+        "-serial|-serial chardev:nosuch"
+        "-mon|-chardev null,id=a -mon a,mode=bogus"
+        "-uuid|-uuid not-a-uuid"
+    )
+    for ((i = 0; i < ${#cases[@]}; i++)); do
+        local want=${cases[$i]%%|*} args=${cases[$i]#*|}
+        # shellcheck disable=SC2086
+        timeout -k 5 20 "$KVMBOX" -m 64 -display none -kernel "$GUEST" $args \
+            >"$S/$n/$i.out" 2>"$S/$n/$i.err" </dev/null
+        rc=$?
+        if [ "$rc" != 2 ]; then fail $n "'$args': exit $rc, want 2"; return; fi
+        if [ "$(grep -cv '^$' "$S/$n/$i.err")" != 1 ] || ! grep -qF -- "$want" "$S/$n/$i.err"; then
+            fail $n "'$args': want one line mentioning '$want', got: $(head -c 200 "$S/$n/$i.err")"; return
+        fi
+    done
+    RC=0
+    finish $n 0 /dev/null || return
+    pass $n
+}
+
+# -serial mon:stdio on a pty: COM1 has the focus, Ctrl-a c goes to the
+# monitor ("(qemu)" prompt) and back, Ctrl-a x quits.
+t_serial_mon_stdio() {
+    local n=serial-mon-stdio why
+    need $n python3 || return
+    mkdir -p "$S/$n"
+    why=$(timeout -k 5 $((TMO + 30)) python3 - "$KVMBOX" "$GUEST" "$S/$n" <<'EOF'
+import os, pty, select, signal, sys, time
+kvmbox, guest, d = sys.argv[1:4]
+pid, fd = pty.fork()
+if pid == 0:
+    os.execv(kvmbox, [kvmbox, "-m", "64", "-display", "none", "-serial", "mon:stdio",
+                      "-kernel", guest, "-append", "test=echo", "-no-reboot", "-D", d + "/log"])
+out = b""
+def pump(t):
+    global out
+    r, _, _ = select.select([fd], [], [], t)
+    if r:
+        try:
+            data = os.read(fd, 4096)
+        except OSError:
+            return False
+        if not data:
+            return False
+        out += data
+        open(d + "/tty.out", "ab").write(data)
+    return True
+def expect(what, t=10, src=lambda: out):
+    end = time.time() + t
+    while what not in src():
+        if time.time() > end:
+            return False
+        if not pump(0.1):
+            return what in src()
+    return True
+def log():
+    try:
+        return open(d + "/log", "rb").read()
+    except OSError:
+        return b""
+def bail(msg):
+    print(msg)
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except OSError:
+        pass
+    sys.exit(0)
+if not expect(b"boot-timer: marker 236 ", 20, log):
+    bail("guest never got ready; terminal: %r" % out[-100:])
+os.write(fd, b"ab")
+if not expect(b"AB"):
+    bail("input did not reach COM1 (focus should start on the serial port); got %r" % out[-100:])
+os.write(fd, b"\x01c")
+prompt = expect(b"(qemu)", 5)
+os.write(fd, b"\x01c")
+time.sleep(0.3)
+os.write(fd, b"cd")
+if not expect(b"CD"):
+    bail("after Ctrl-a c twice input did not reach COM1 again; got %r" % out[-100:])
+os.write(fd, b"\x01x")
+end = time.time() + 15
+while time.time() < end and pump(0.2):
+    pass
+try:
+    wpid, st = os.waitpid(pid, 0)
+except ChildProcessError:
+    st = 0
+if not os.WIFEXITED(st) or os.WEXITSTATUS(st) != 0:
+    bail("Ctrl-a x: exit status %r, want 0" % st)
+if not prompt:
+    print("SKIP: Ctrl-a c showed no (qemu) prompt: the HMP monitor (src/monitor/hmp.c) does not print one yet")
+EOF
+)
+    [ $? = 124 ] && why="python pty driver timed out; $why"
+    case $why in
+    SKIP:*) RC=0; finish $n 0 /dev/null && skip $n "${why#SKIP: }"; return ;;
+    esac
+    if [ -n "$why" ]; then
+        problems $n >/dev/null
+        fail $n "$why"; return
+    fi
+    RC=0
+    finish $n 0 /dev/null || return
+    pass $n
+}
+
 for t in $TESTS; do
     case $t in
     serial-unix-server) t_serial_unix_server ;;
@@ -872,6 +1033,10 @@ for t in $TESTS; do
     daemonize) t_daemonize ;;
     sigterm-sigint) t_sigterm_sigint ;;
     socket-client-disconnect) t_socket_client_disconnect ;;
+    chardev-socket) t_chardev_socket ;;
+    chardev-pipe) t_chardev_pipe ;;
+    chardev-errors) t_chardev_errors ;;
+    serial-mon-stdio) t_serial_mon_stdio ;;
     *) fail "$t" "no such test (have: $ALL_TESTS)" ;;
     esac
 done

@@ -338,4 +338,5 @@ for t in $TESTS; do
     esac
 done
 [ $# -gt 0 ] || tests/kvm/chardev.sh || failed=1   # chardev/lifecycle tests (tests/kvm/chardev.sh)
+[ $# -gt 0 ] || tests/kvm/monitor.sh || failed=1   # monitor tests (tests/kvm/monitor.sh)
 exit $failed

@@ -25,7 +25,7 @@ static uint8_t sum8(const uint8_t *p, size_t n)
 struct parsed {
     uint8_t *buf;
     size_t used;
-    const uint8_t *rsdt, *xsdt, *fadt, *madt, *dsdt, *facs;
+    const uint8_t *rsdt, *xsdt, *fadt, *madt, *dsdt, *facs, *mcfg;
 };
 
 /* Host pointer for a table at gpa, or NULL if [gpa, gpa+len) is not inside
@@ -78,6 +78,8 @@ static int parse(struct parsed *p)
             p->fadt = t;
         else if (!memcmp(t, "APIC", 4))
             p->madt = t;
+        else if (!memcmp(t, "MCFG", 4) && !p->mcfg)
+            p->mcfg = t;
         else
             return __LINE__;
     }
@@ -406,6 +408,120 @@ TEST(test_dsdt_contents)
     CHECK(found_crs);
 }
 
+static int find(const uint8_t *t, uint32_t len, const void *pat, size_t n)
+{
+    for (uint32_t i = 36; i + n <= len; i++)
+        if (!memcmp(t + i, pat, n))
+            return (int)i;
+    return -1;
+}
+
+TEST(test_mcfg)
+{
+    uint32_t ids[1] = { 0 };
+    struct acpi_config cfg = { .ncpus = 1, .apic_ids = ids,
+                               .ioapic_addr = LAYOUT_IOAPIC_BASE,
+                               .ioapic_id = 1, .pci = true };
+    struct parsed p;
+    CHECK_EQ(build(&p, &cfg), 0);
+    int line = parse(&p);
+    uint8_t m[60] = {0};
+    uint32_t mlen = 0, nroot = 0;
+    if (!line && p.mcfg) {
+        mlen = rd32(p.mcfg + 4);
+        memcpy(m, p.mcfg, mlen <= sizeof m ? mlen : sizeof m);
+        nroot = (rd32(p.xsdt + 4) - 36) / 8;
+    }
+    free(p.buf);
+    CHECK_EQ(line, 0);
+    CHECK_EQ(nroot, 3);
+    /* PCI Firmware Spec 3.0 Table 4-2/4-3: header, 8 reserved, one entry */
+    CHECK_EQ(mlen, 60);
+    CHECK_EQ(sum8(m, 60), 0);
+    CHECK_EQ(m[8], 1);
+    CHECK_EQ(rd64(m + 36), 0);
+    CHECK_EQ(rd64(m + 44), LAYOUT_PCI_ECAM_BASE);
+    CHECK_EQ(rd16(m + 52), 0);                  /* segment */
+    CHECK_EQ(m[54], 0);                         /* start bus */
+    CHECK_EQ(m[55], 0);                         /* end bus: 1 MiB of ECAM */
+    CHECK_EQ(rd32(m + 56), 0);
+
+    /* without PCI: no MCFG, no PCI0 */
+    cfg.pci = false;
+    CHECK_EQ(build(&p, &cfg), 0);
+    line = parse(&p);
+    const uint8_t *mc = p.mcfg;
+    int pci0 = line ? 0 : find(p.dsdt, rd32(p.dsdt + 4), "PCI0", 4);
+    free(p.buf);
+    CHECK_EQ(line, 0);
+    CHECK(mc == NULL);
+    CHECK_EQ(pci0, -1);
+}
+
+TEST(test_dsdt_pci0)
+{
+    uint32_t ids[1] = { 0 };
+    struct acpi_config cfg = { .ncpus = 1, .apic_ids = ids,
+                               .ioapic_addr = LAYOUT_IOAPIC_BASE,
+                               .ioapic_id = 1, .pci = true };
+    struct parsed p;
+    CHECK_EQ(build(&p, &cfg), 0);
+    int line = parse(&p);
+    if (line) {
+        free(p.buf);
+        CHECK_EQ(line, 0);
+    }
+    uint32_t len = rd32(p.dsdt + 4);
+    /* Device(PCI0) inside \_SB with _HID PNP0A08, _CID PNP0A03 */
+    static const uint8_t hid[] = { 0x08, '_', 'H', 'I', 'D', 0x0C, 0x41, 0xD0, 0x0A, 0x08 };
+    static const uint8_t cid[] = { 0x08, '_', 'C', 'I', 'D', 0x0C, 0x41, 0xD0, 0x0A, 0x03 };
+    static const uint8_t mres[] = { 0x08, '_', 'H', 'I', 'D', 0x0C, 0x41, 0xD0, 0x0C, 0x02 };
+    /* _CRS pieces: bus 0..0, config ports, I/O 0-0xCF7, 0xD00-0xFFFF,
+     * memory window */
+    static const uint8_t bus[] = { 0x88, 0x0D, 0x00, 0x02, 0x0C, 0x00, 0, 0, 0, 0, 0, 0,
+                                   0, 0, 0x01, 0x00 };
+    static const uint8_t io1[] = { 0x88, 0x0D, 0x00, 0x01, 0x0C, 0x03, 0, 0, 0x00, 0x00,
+                                   0xF7, 0x0C, 0, 0, 0xF8, 0x0C };
+    static const uint8_t io2[] = { 0x88, 0x0D, 0x00, 0x01, 0x0C, 0x03, 0, 0, 0x00, 0x0D,
+                                   0xFF, 0xFF, 0, 0, 0x00, 0xF3 };
+    static const uint8_t cfgio[] = { 0x47, 0x01, 0xF8, 0x0C, 0xF8, 0x0C, 0x01, 0x08 };
+    uint8_t mem[26] = { 0x87, 0x17, 0x00, 0x00, 0x0C, 0x01 };
+    uint32_t lo = (uint32_t)LAYOUT_PCI_MMIO_BASE;
+    uint32_t hi = (uint32_t)(LAYOUT_PCI_MMIO_BASE + LAYOUT_PCI_MMIO_SIZE - 1);
+    uint32_t sz = (uint32_t)LAYOUT_PCI_MMIO_SIZE;
+    memcpy(mem + 10, &lo, 4);
+    memcpy(mem + 14, &hi, 4);
+    memcpy(mem + 22, &sz, 4);
+    uint8_t ecam[12] = { 0x86, 0x09, 0x00, 0x01 };
+    uint32_t eb = (uint32_t)LAYOUT_PCI_ECAM_BASE, es = (uint32_t)LAYOUT_PCI_ECAM_SIZE;
+    memcpy(ecam + 4, &eb, 4);
+    memcpy(ecam + 8, &es, 4);
+    /* a _PRT entry: slot 3 pin B -> GSI 16 + (3 + 1) % 4 = 16:
+     * Package(4){0x0003FFFF, One, Zero, 0x10} */
+    static const uint8_t prt3b[] = { 0x12, 0x0B, 0x04, 0x0C, 0xFF, 0xFF, 0x03, 0x00,
+                                     0x01, 0x00, 0x0A, 0x10 };
+    static const uint8_t prt_name[] = { 0x08, '_', 'P', 'R', 'T', 0x12 };
+    int dev = find(p.dsdt, len, "\x5B\x82", 2);
+    int pci0 = find(p.dsdt, len, "PCI0", 4);
+    int f_hid = find(p.dsdt, len, hid, sizeof hid), f_cid = find(p.dsdt, len, cid, sizeof cid);
+    int f_bus = find(p.dsdt, len, bus, sizeof bus), f_io1 = find(p.dsdt, len, io1, sizeof io1);
+    int f_io2 = find(p.dsdt, len, io2, sizeof io2), f_mem = find(p.dsdt, len, mem, sizeof mem);
+    int f_cfg = find(p.dsdt, len, cfgio, sizeof cfgio);
+    int f_prt = find(p.dsdt, len, prt_name, sizeof prt_name);
+    int f_3b = find(p.dsdt, len, prt3b, sizeof prt3b);
+    int f_mres = find(p.dsdt, len, mres, sizeof mres);
+    int f_ecam = find(p.dsdt, len, ecam, sizeof ecam);
+    free(p.buf);
+    CHECK(dev > 0);
+    CHECK(pci0 > 0);
+    CHECK(f_hid > pci0 && f_cid > f_hid);
+    CHECK(f_bus > 0 && f_cfg > f_bus && f_io1 > f_cfg && f_io2 > f_io1 && f_mem > f_io2);
+    CHECK(f_prt > f_mem);
+    CHECK(f_3b > f_prt);
+    CHECK(f_mres > f_prt);
+    CHECK(f_ecam > f_mres);
+}
+
 TEST(test_config_errors)
 {
     uint32_t ids[4] = { 0, 1, 2, 3 };
@@ -427,7 +543,7 @@ TEST(test_config_errors)
     r[3] = acpi_build(buf, LAYOUT_ACPI_SIZE, GPA, &c, &used);
     c = good; c.ioapic_addr = 0x100000000ULL;
     r[4] = acpi_build(buf, LAYOUT_ACPI_SIZE, GPA, &c, &used);
-    c = good; c.pci = true;
+    c = good; c.pci = true;                     /* supported now */
     r[5] = acpi_build(buf, LAYOUT_ACPI_SIZE, GPA, &c, &used);
     r[6] = acpi_build(buf, LAYOUT_ACPI_SIZE, GPA + 8, &good, &used);
     r[7] = acpi_build(buf, LAYOUT_ACPI_SIZE, 0xFFFFFF00ULL, &good, &used);
@@ -439,34 +555,37 @@ TEST(test_config_errors)
     for (int i = 0; i < 9; i++)
         if (i != 5)
             CHECK_EQ(r[i], -EINVAL);
-    CHECK_EQ(r[5], -EOPNOTSUPP);
+    CHECK_EQ(r[5], 0);
     CHECK_EQ(r[9], 0);
 }
 
 TEST(test_enospc_every_size)
 {
-    /* Every buffer shorter than what a 4-CPU build uses fails cleanly, with
-     * an exactly-sized heap buffer so ASan sees any overrun. */
+    /* Every buffer shorter than what a 4-CPU build uses (with and without
+     * PCI) fails cleanly, with an exactly-sized heap buffer so ASan sees any
+     * overrun. */
     uint32_t ids[4] = { 0, 1, 2, 3 };
-    struct acpi_config cfg = { .ncpus = 4, .apic_ids = ids,
-                               .ioapic_addr = LAYOUT_IOAPIC_BASE,
-                               .ioapic_id = 4 };
-    uint8_t *full = malloc(LAYOUT_ACPI_SIZE);
-    size_t need = 0;
-    CHECK(full);
-    int ret = acpi_build(full, LAYOUT_ACPI_SIZE, GPA, &cfg, &need);
-    free(full);
-    CHECK_EQ(ret, 0);
-    for (size_t size = 0; size <= need; size++) {
-        uint8_t *b = malloc(size ? size : 1);
-        size_t used = 0;
-        CHECK(b);
-        ret = acpi_build(b, size, GPA, &cfg, &used);
-        free(b);
-        if (size < need)
-            CHECK_EQ(ret, -ENOSPC);
-        else
-            CHECK_EQ(ret, 0);
+    for (int pci = 0; pci < 2; pci++) {
+        struct acpi_config cfg = { .ncpus = 4, .apic_ids = ids,
+                                   .ioapic_addr = LAYOUT_IOAPIC_BASE,
+                                   .ioapic_id = 4, .pci = pci };
+        uint8_t *full = malloc(LAYOUT_ACPI_SIZE);
+        size_t need = 0;
+        CHECK(full);
+        int ret = acpi_build(full, LAYOUT_ACPI_SIZE, GPA, &cfg, &need);
+        free(full);
+        CHECK_EQ(ret, 0);
+        for (size_t size = 0; size <= need; size++) {
+            uint8_t *b = malloc(size ? size : 1);
+            size_t used = 0;
+            CHECK(b);
+            ret = acpi_build(b, size, GPA, &cfg, &used);
+            free(b);
+            if (size < need)
+                CHECK_EQ(ret, -ENOSPC);
+            else
+                CHECK_EQ(ret, 0);
+        }
     }
 }
 
@@ -498,23 +617,25 @@ static int write_file(const char *path, const void *p, size_t n)
     return (fclose(f) == 0 && w == n) ? 0 : -1;
 }
 
-/* Write the DSDT, FADT, MADT and FACS of a 2-CPU build with an i8042 to
- * files in a new temporary directory (dir: "/tmp/kvmbox-acpi-XXXXXX").
- * 0 or the failing line. */
+/* Write the DSDT, FADT, MADT, FACS and MCFG of a 2-CPU build with an i8042
+ * and PCI to files in a new temporary directory (dir:
+ * "/tmp/kvmbox-acpi-XXXXXX"). 0 or the failing line. */
 static int dump_tables(char *dir)
 {
     uint32_t ids[2] = { 0, 1 };
     struct acpi_config cfg = { .ncpus = 2, .apic_ids = ids,
                                .ioapic_addr = LAYOUT_IOAPIC_BASE,
-                               .ioapic_id = 2, .has_i8042 = true };
+                               .ioapic_id = 2, .has_i8042 = true, .pci = true };
     struct parsed p;
     int line = build(&p, &cfg) ? __LINE__ : parse(&p);
+    if (!line && !p.mcfg)
+        line = __LINE__;
     if (!line && !mkdtemp(dir))
         line = __LINE__;
-    const uint8_t *tables[4] = { p.dsdt, p.fadt, p.madt, p.facs };
-    const char *names[4] = { "dsdt", "facp", "apic", "facs" };
+    const uint8_t *tables[5] = { p.dsdt, p.fadt, p.madt, p.facs, p.mcfg };
+    const char *names[5] = { "dsdt", "facp", "apic", "facs", "mcfg" };
     char path[128];
-    for (int i = 0; !line && i < 4; i++) {
+    for (int i = 0; !line && i < 5; i++) {
         snprintf(path, sizeof path, "%s/%s.dat", dir, names[i]);
         if (write_file(path, tables[i], rd32(tables[i] + 4)) != 0)
             line = __LINE__;
@@ -537,10 +658,10 @@ TEST(test_iasl_disassembles)
         SKIP("iasl not installed (Debian package acpica-tools)");
     char dir[] = "/tmp/kvmbox-acpi-XXXXXX";
     int line = dump_tables(dir);
-    static const char *const names[3] = { "dsdt", "facp", "apic" };
-    int rc[3] = { -1, -1, -1 };
+    static const char *const names[4] = { "dsdt", "facp", "apic", "mcfg" };
+    int rc[4] = { -1, -1, -1, -1 };
     char cmd[512];
-    for (int i = 0; !line && i < 3; i++) {
+    for (int i = 0; !line && i < 4; i++) {
         /* iasl -d exits non-zero when the AML or the table does not parse */
         snprintf(cmd, sizeof cmd, "cd '%s' && iasl -d %s.dat >%s.log 2>&1",
                  dir, names[i], names[i]);
@@ -557,6 +678,7 @@ TEST(test_iasl_disassembles)
     CHECK_EQ(rc[0], 0);
     CHECK_EQ(rc[1], 0);
     CHECK_EQ(rc[2], 0);
+    CHECK_EQ(rc[3], 0);
 }
 
 TEST(test_acpiexec_evaluates)
@@ -568,12 +690,14 @@ TEST(test_acpiexec_evaluates)
     char dir[] = "/tmp/kvmbox-acpi-XXXXXX";
     int line = dump_tables(dir);
     char cmd[512];
-    int rc = -1, s5 = -1, crs = -1, err = -1;
+    int rc = -1, s5 = -1, crs = -1, err = -1, prt = -1, pcrs = -1;
     if (!line) {
         snprintf(cmd, sizeof cmd,
                  "cd '%s' && timeout 60 acpiexec -b "
-                 "'evaluate \\_S5; evaluate \\_SB.COM1._CRS' "
-                 "dsdt.dat facp.dat apic.dat facs.dat >out.log 2>&1", dir);
+                 "'evaluate \\_S5; evaluate \\_SB.COM1._CRS; "
+                 "evaluate \\_SB.PCI0._CRS; evaluate \\_SB.PCI0._PRT; "
+                 "evaluate \\_SB.MRES._CRS' "
+                 "dsdt.dat facp.dat apic.dat facs.dat mcfg.dat >out.log 2>&1", dir);
         rc = system(cmd);
         snprintf(cmd, sizeof cmd,
                  "grep -A5 'Package\\] Contains 4 Elements' '%s/out.log' | "
@@ -583,12 +707,20 @@ TEST(test_acpiexec_evaluates)
                  "grep -q '47 01 F8 03 F8 03 00 08 22 10 00 79' '%s/out.log'",
                  dir);
         crs = system(cmd);
+        /* _PRT: 128 entries; PCI0 _CRS: the bus-number descriptor first */
+        snprintf(cmd, sizeof cmd,
+                 "grep -q 'Package\\] Contains 128 Elements' '%s/out.log'", dir);
+        prt = system(cmd);
+        snprintf(cmd, sizeof cmd,
+                 "grep -q '88 0D 00 02 0C 00 00 00 00 00 00 00 00 00 01 00' '%s/out.log'",
+                 dir);
+        pcrs = system(cmd);
         /* the GPE noise comes from acpiexec's own self-tests (aetests) */
         snprintf(cmd, sizeof cmd,
                  "grep -i 'ACPI Error\\|ACPI Warning\\|Exception' '%s/out.log' "
                  "| grep -v aetests", dir);
         err = system(cmd);
-        if (rc || s5 || crs || !err) {
+        if (rc || s5 || crs || prt || pcrs || !err) {
             snprintf(cmd, sizeof cmd, "cat '%s/out.log'", dir);
             if (system(cmd) != 0)
                 printf("    (no log)\n");
@@ -599,6 +731,8 @@ TEST(test_acpiexec_evaluates)
     CHECK_EQ(rc, 0);
     CHECK_EQ(s5, 0);
     CHECK_EQ(crs, 0);
+    CHECK_EQ(prt, 0);
+    CHECK_EQ(pcrs, 0);
     CHECK(err != 0);                             /* grep found nothing */
 }
 
@@ -611,6 +745,8 @@ int main(void)
     RUN(test_madt_sparse_ids_and_max_cpus);
     RUN(test_madt_x2apic);
     RUN(test_dsdt_contents);
+    RUN(test_mcfg);
+    RUN(test_dsdt_pci0);
     RUN(test_config_errors);
     RUN(test_enospc_every_size);
     RUN(test_too_many_cpus_enospc);

@@ -148,6 +148,208 @@ TEST(chardev_forms)
     CHECK(strstr(err, "-serial") != NULL);
     CHECK(config_parse_chardev("file:", &c, err, sizeof err) < 0);
     CHECK(config_parse_chardev("unix:/tmp/s,frob", &c, err, sizeof err) < 0);
+    CHECK_EQ(config_parse_chardev("pipe:/tmp/p", &c, err, sizeof err), 0);
+    CHECK_EQ(c.kind, CHARDEV_PIPE);
+    CHECK_STR(c.path, "/tmp/p");
+    config_free_chardev(&c);
+    CHECK_EQ(config_parse_chardev("telnet::4444,server,nowait", &c, err, sizeof err), 0);
+    CHECK_EQ(c.kind, CHARDEV_TCP);
+    CHECK(c.telnet && c.server && !c.wait);
+    config_free_chardev(&c);
+    CHECK(config_parse_chardev("pipe:", &c, err, sizeof err) < 0);
+    CHECK(config_parse_chardev("vc", &c, err, sizeof err) < 0);
+    CHECK(config_parse_chardev_compat("-monitor", "bogus", &c, err, sizeof err) < 0);
+    CHECK(strstr(err, "-monitor") != NULL);
+}
+
+TEST(chardev_option_forms)
+{
+    struct chardev_spec c;
+    char err[256];
+    CHECK_EQ(config_parse_chardev_opts("stdio,id=c0,signal=off,mux=on", &c, err, sizeof err), 0);
+    CHECK_EQ(c.kind, CHARDEV_STDIO);
+    CHECK_STR(c.id, "c0");
+    CHECK_EQ(c.signal, 0);
+    CHECK(c.mux);
+    config_free_chardev(&c);
+    CHECK_EQ(config_parse_chardev_opts("socket,id=m,path=/tmp/s,server=on,wait=off", &c, err,
+                                       sizeof err), 0);
+    CHECK_EQ(c.kind, CHARDEV_UNIX);
+    CHECK_STR(c.path, "/tmp/s");
+    CHECK(c.server && !c.wait);
+    config_free_chardev(&c);
+    CHECK_EQ(config_parse_chardev_opts("socket,id=t,host=127.0.0.1,port=4444,server,nowait,telnet=on",
+                                       &c, err, sizeof err), 0);
+    CHECK_EQ(c.kind, CHARDEV_TCP);
+    CHECK_STR(c.host, "127.0.0.1");
+    CHECK_EQ(c.port, 4444);
+    CHECK(c.server && !c.wait && c.telnet);
+    config_free_chardev(&c);
+    CHECK_EQ(config_parse_chardev_opts("socket,id=t,port=5555", &c, err, sizeof err), 0);
+    CHECK_STR(c.host, "");
+    CHECK(!c.server && c.wait);
+    config_free_chardev(&c);
+    CHECK_EQ(config_parse_chardev_opts("file,id=f,path=/tmp/x,logfile=/tmp/l,logappend=on", &c,
+                                       err, sizeof err), 0);
+    CHECK_EQ(c.kind, CHARDEV_FILE);
+    CHECK_STR(c.logfile, "/tmp/l");
+    CHECK(c.logappend);
+    config_free_chardev(&c);
+    CHECK_EQ(config_parse_chardev_opts("pipe,id=p,path=/tmp/p", &c, err, sizeof err), 0);
+    CHECK_EQ(c.kind, CHARDEV_PIPE);
+    config_free_chardev(&c);
+    CHECK_EQ(config_parse_chardev_opts("pty,id=p", &c, err, sizeof err), 0);
+    config_free_chardev(&c);
+    CHECK_EQ(config_parse_chardev_opts("null,id=n", &c, err, sizeof err), 0);
+    CHECK_EQ(c.kind, CHARDEV_NULL);
+    config_free_chardev(&c);
+
+    static const char *const bad[] = {
+        "stdio",                        /* no id */
+        "stdio,id=",
+        "stdio,id=0abc",                /* not an identifier */
+        "stdio,id=a b",
+        "id=x",                         /* no backend */
+        "bogus,id=x",
+        "vc,id=x",
+        "stdio,id=x,signal=maybe",
+        "stdio,id=x,path=/tmp/p",       /* stdio takes no path */
+        "stdio,id=x,mux=maybe",
+        "file,id=x",                    /* no path */
+        "pipe,id=x,path=",
+        "socket,id=x",                  /* neither path nor port */
+        "socket,id=x,path=/s,port=4",
+        "socket,id=x,port=0",
+        "socket,id=x,host=h,port=70000",
+        "socket,id=x,path=/s,telnet=on",
+        "socket,id=x,path=/s,frob=1",
+        "null,id=x,logfile=",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        err[0] = '\0';
+        int r = config_parse_chardev_opts(bad[i], &c, err, sizeof err);
+        if (r == 0)
+            printf("    '%s' was accepted\n", bad[i]);
+        CHECK(r < 0);
+        CHECK(strstr(err, "-chardev") != NULL);
+        CHECK(strchr(err, '\n') == NULL);
+    }
+}
+
+TEST(uuid_forms)
+{
+    uint8_t u[16];
+    CHECK_EQ(config_parse_uuid("550e8400-e29b-41d4-a716-446655440000", u), 0);
+    CHECK_EQ(u[0], 0x55);
+    CHECK_EQ(u[3], 0x00);
+    CHECK_EQ(u[4], 0xe2);
+    CHECK_EQ(u[15], 0x00);
+    CHECK_EQ(u[10], 0x44);
+    CHECK_EQ(config_parse_uuid("ABCDEF01-2345-6789-abcd-ef0123456789", u), 0);
+    CHECK_EQ(u[0], 0xab);
+    CHECK_EQ(u[15], 0x89);
+    CHECK(config_parse_uuid("550e8400e29b41d4a716446655440000", u) < 0);
+    CHECK(config_parse_uuid("550e8400-e29b-41d4-a716-44665544000", u) < 0);
+    CHECK(config_parse_uuid("550e8400-e29b-41d4-a716-4466554400000", u) < 0);
+    CHECK(config_parse_uuid("550e8400-e29b-41d4-a716_446655440000", u) < 0);
+    CHECK(config_parse_uuid("g50e8400-e29b-41d4-a716-446655440000", u) < 0);
+    CHECK(config_parse_uuid("", u) < 0);
+}
+
+/* The monitor/serial picture a command line gives. */
+TEST(monitor_and_serial_lines)
+{
+    struct vm_config cfg;
+    const struct chardev_spec *c;
+    /* -nographic alone: COM1 and an HMP monitor share stdio through a mux. */
+    CHECK_EQ(parse(&cfg, ARGS("-kernel", "/k", "-nographic")), CONFIG_RUN);
+    CHECK_EQ(cfg.nr_serial, 1);
+    CHECK_STR(cfg.serial[0], "serial0");
+    CHECK((c = config_find_chardev(&cfg, "serial0")) != NULL);
+    CHECK_EQ(c->kind, CHARDEV_STDIO);
+    CHECK(c->mux);
+    CHECK_EQ(cfg.nr_monitors, 1);
+    CHECK_STR(cfg.monitors[0].chardev, "serial0");
+    CHECK_EQ(cfg.monitors[0].mode, CONFIG_MONITOR_READLINE);
+    CHECK_EQ(cfg.nr_chardevs, 1);
+    config_free(&cfg);
+    /* -serial mon:stdio is the same. */
+    CHECK_EQ(parse(&cfg, ARGS("-kernel", "/k", "-serial", "mon:stdio")), CONFIG_RUN);
+    CHECK((c = config_find_chardev(&cfg, "serial0")) != NULL);
+    CHECK(c->mux && c->kind == CHARDEV_STDIO);
+    CHECK_EQ(cfg.nr_monitors, 1);
+    config_free(&cfg);
+    /* Without -nographic: COM1 on stdio, no monitor. */
+    CHECK_EQ(parse(&cfg, ARGS("-kernel", "/k")), CONFIG_RUN);
+    CHECK_EQ(cfg.nr_monitors, 0);
+    CHECK((c = config_find_chardev(&cfg, cfg.serial[0])) != NULL);
+    CHECK(c->kind == CHARDEV_STDIO && !c->mux);
+    for (unsigned i = 0; i < 16; i++)
+        CHECK_EQ(cfg.uuid[i], 0);
+    config_free(&cfg);
+    /* -nographic with a monitor elsewhere: COM1 on stdio alone. */
+    CHECK_EQ(parse(&cfg, ARGS("-kernel", "/k", "-nographic", "-monitor",
+                              "unix:/tmp/m,server,nowait")), CONFIG_RUN);
+    CHECK((c = config_find_chardev(&cfg, cfg.serial[0])) != NULL);
+    CHECK(c->kind == CHARDEV_STDIO && !c->mux);
+    CHECK_EQ(cfg.nr_monitors, 1);
+    CHECK_STR(cfg.monitors[0].chardev, "compat_monitor0");
+    CHECK((c = config_find_chardev(&cfg, "compat_monitor0")) != NULL);
+    CHECK(c->kind == CHARDEV_UNIX && c->server && !c->wait);
+    config_free(&cfg);
+    /* -nographic with -serial: the monitor gets stdio (QEMU). */
+    CHECK_EQ(parse(&cfg, ARGS("-kernel", "/k", "-nographic", "-serial", "file:/tmp/x")),
+             CONFIG_RUN);
+    CHECK_EQ(cfg.nr_monitors, 1);
+    CHECK((c = config_find_chardev(&cfg, cfg.monitors[0].chardev)) != NULL);
+    CHECK_EQ(c->kind, CHARDEV_STDIO);
+    config_free(&cfg);
+    /* -nographic -monitor none: COM1 on stdio, no monitor. */
+    CHECK_EQ(parse(&cfg, ARGS("-kernel", "/k", "-nographic", "-monitor", "none")), CONFIG_RUN);
+    CHECK_EQ(cfg.nr_monitors, 0);
+    CHECK(!config_find_chardev(&cfg, cfg.serial[0])->mux);
+    config_free(&cfg);
+    /* -qmp, -qmp-pretty, -mon, -chardev, -serial chardev:, -uuid. */
+    CHECK_EQ(parse(&cfg, ARGS("-kernel", "/k", "-qmp", "tcp:127.0.0.1:4444,server,nowait",
+                              "-qmp-pretty", "unix:/tmp/q,server=on,wait=off",
+                              "-chardev", "socket,id=mon1,path=/tmp/m1,server=on,wait=off",
+                              "-mon", "chardev=mon1,mode=control,pretty=on",
+                              "-chardev", "pty,id=c1", "-serial", "chardev:c1",
+                              "-monitor", "telnet:127.0.0.1:5555,server,nowait",
+                              "-mon", "mon1x", "-chardev", "null,id=mon1x",
+                              "-uuid", "550e8400-e29b-41d4-a716-446655440000")), CONFIG_RUN);
+    CHECK_EQ(cfg.nr_monitors, 5);
+    CHECK_STR(cfg.monitors[0].chardev, "compat_monitor0");
+    CHECK_EQ(cfg.monitors[0].mode, CONFIG_MONITOR_CONTROL);
+    CHECK(!cfg.monitors[0].pretty);
+    CHECK_STR(cfg.monitors[1].chardev, "compat_monitor1");
+    CHECK(cfg.monitors[1].pretty);
+    CHECK_STR(cfg.monitors[2].chardev, "mon1");
+    CHECK(cfg.monitors[2].pretty);
+    CHECK_EQ(cfg.monitors[2].mode, CONFIG_MONITOR_CONTROL);
+    CHECK_STR(cfg.monitors[3].chardev, "compat_monitor2");
+    CHECK_EQ(cfg.monitors[3].mode, CONFIG_MONITOR_READLINE);
+    CHECK((c = config_find_chardev(&cfg, "compat_monitor2")) != NULL);
+    CHECK(c->telnet && c->kind == CHARDEV_TCP);
+    CHECK_STR(cfg.monitors[4].chardev, "mon1x");
+    CHECK_STR(cfg.serial[0], "c1");
+    CHECK_EQ(cfg.uuid[0], 0x55);
+    CHECK_EQ(cfg.uuid[15], 0x00);
+    config_free(&cfg);
+    /* A mux shared by a serial port and two monitors. */
+    CHECK_EQ(parse(&cfg, ARGS("-kernel", "/k", "-chardev", "stdio,id=s,mux=on",
+                              "-serial", "chardev:s", "-mon", "s", "-mon", "chardev=s,mode=control")),
+             CONFIG_RUN);
+    CHECK_EQ(cfg.nr_monitors, 2);
+    config_free(&cfg);
+    /* -serial none keeps its slot; -serial mon:pty. */
+    CHECK_EQ(parse(&cfg, ARGS("-kernel", "/k", "-serial", "none", "-serial", "mon:pty")),
+             CONFIG_RUN);
+    CHECK_EQ(cfg.nr_serial, 2);
+    CHECK(cfg.serial[0] == NULL);
+    CHECK_STR(cfg.serial[1], "serial1");
+    CHECK(config_find_chardev(&cfg, "serial1")->mux);
+    config_free(&cfg);
 }
 
 TEST(full_command_lines)
@@ -164,7 +366,7 @@ TEST(full_command_lines)
     CHECK(cfg.nographic);
     CHECK(cfg.no_reboot);
     CHECK_EQ(cfg.nr_serial, 1);
-    CHECK_EQ(cfg.serial[0].kind, CHARDEV_STDIO);
+    CHECK_EQ(config_find_chardev(&cfg, cfg.serial[0])->kind, CHARDEV_STDIO);
     config_free(&cfg);
 
     CHECK_EQ(parse(&cfg, ARGS("--kernel", "/k", "-m", "size=2G", "-serial", "file:/tmp/a",
@@ -173,7 +375,7 @@ TEST(full_command_lines)
                               "-pidfile", "/tmp/p", "-machine", "type=pc-i440fx-7.2")), CONFIG_RUN);
     CHECK_EQ(cfg.ram_size, 2ULL << 30);
     CHECK_EQ(cfg.nr_serial, 2);
-    CHECK_EQ(cfg.serial[1].kind, CHARDEV_NULL);
+    CHECK_EQ(config_find_chardev(&cfg, cfg.serial[1])->kind, CHARDEV_NULL);
     CHECK(cfg.debug_exit.present);
     CHECK_EQ(cfg.debug_exit.iobase, 0xf4);
     CHECK_EQ(cfg.debug_exit.iosize, 4);
@@ -218,6 +420,35 @@ TEST(bad_command_lines)
         ARGS("disk.img", "-kernel", "/k"),
         ARGS("-kernel", "/k", "-serial", "stdio", "-serial", "stdio"),
         ARGS("-kernel", "/k", "-daemonize"),            /* default serial is stdio */
+        ARGS("-kernel", "/k", "-nographic", "-daemonize"),
+        /* -chardev, -serial chardev:, -mon, -monitor, -qmp, -uuid */
+        ARGS("-kernel", "/k", "-chardev", "null,id=a", "-chardev", "pty,id=a"),
+        ARGS("-kernel", "/k", "-chardev", "null,id=serial0"),   /* -serial stdio's id */
+        ARGS("-kernel", "/k", "-chardev", "bogus,id=a"),
+        ARGS("-kernel", "/k", "-serial", "chardev:nosuch"),
+        ARGS("-kernel", "/k", "-serial", "chardev:"),
+        ARGS("-kernel", "/k", "-chardev", "null,id=a", "-serial", "chardev:a",
+             "-serial", "chardev:a"),                   /* in use, not a mux */
+        ARGS("-kernel", "/k", "-chardev", "null,id=a,mux=on", "-serial", "chardev:a",
+             "-serial", "chardev:a", "-serial", "chardev:a", "-serial", "chardev:a",
+             "-mon", "a"),                              /* five front ends */
+        ARGS("-kernel", "/k", "-serial", "mon:none"),
+        ARGS("-kernel", "/k", "-serial", "mon:bogus"),
+        ARGS("-kernel", "/k", "-mon", "nosuch"),
+        ARGS("-kernel", "/k", "-mon", "chardev="),
+        ARGS("-kernel", "/k", "-chardev", "null,id=a", "-mon", "a,mode=bogus"),
+        ARGS("-kernel", "/k", "-chardev", "null,id=a", "-mon", "a,pretty=on"),
+        ARGS("-kernel", "/k", "-chardev", "null,id=a", "-mon", "a,frob=1"),
+        ARGS("-kernel", "/k", "-monitor", "bogus"),
+        ARGS("-kernel", "/k", "-monitor", "stdio"),     /* COM1 is on stdio too */
+        ARGS("-kernel", "/k", "-monitor", "stdio", "-serial", "stdio"),
+        ARGS("-kernel", "/k", "-nographic", "-monitor", "stdio"),
+        ARGS("-kernel", "/k", "-nographic", "-serial", "stdio"),  /* the monitor takes stdio */
+        ARGS("-kernel", "/k", "-serial", "null", "-qmp", "stdio", "-monitor", "stdio"),
+        ARGS("-kernel", "/k", "-qmp", "tcp:h:0,server"),
+        ARGS("-kernel", "/k", "-qmp"),
+        ARGS("-kernel", "/k", "-uuid", "1234"),
+        ARGS("-kernel", "/k", "-uuid", "550e8400-e29b-41d4-a716-44665544000g"),
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         enum config_result r = parse(&cfg, bad[i]);
@@ -249,6 +480,9 @@ int main(void)
     RUN(keyval_forms);
     RUN(smp_forms);
     RUN(chardev_forms);
+    RUN(chardev_option_forms);
+    RUN(uuid_forms);
+    RUN(monitor_and_serial_lines);
     RUN(full_command_lines);
     RUN(bad_command_lines);
     RUN(help_and_version);

@@ -224,11 +224,104 @@ TEST(test_einval)
     }
 }
 
+/* With PCI (MP spec §4.3.2, §4.3.4 and Appendix D): a PCI bus with MP bus
+ * ID 0 (= PCI bus 0, as Linux matches them), ISA as bus 1, and a level,
+ * active-low I/O interrupt entry for every slot and pin routed with the
+ * same swizzle as the ACPI _PRT and the PCI model. */
+TEST(test_pci_entries)
+{
+    uint32_t ids[255];
+    for (unsigned i = 0; i < 255; i++)
+        ids[i] = i;
+    int line = 0;
+    for (unsigned ncpus = 1; ncpus <= 255 && !line; ncpus += 127) {
+        struct mptable_config mc = { .ncpus = ncpus, .apic_ids = ids,
+                                     .ioapic_id = IOAPIC_ID(ncpus),
+                                     .ioapic_addr = LAYOUT_IOAPIC_BASE, .pci = true };
+        uint8_t *buf = malloc(LAYOUT_MPTABLE_SIZE);
+        CHECK(buf);
+        memset(buf, 0xAA, LAYOUT_MPTABLE_SIZE);
+        size_t used = 0;
+        int ret = mptable_build_config(buf, LAYOUT_MPTABLE_SIZE, GPA, &mc, &used);
+        unsigned pci_bus = 0, isa_bus = 0, isa_irqs = 0, pci_irqs = 0, lints = 0;
+        unsigned seen[32][4] = {{0}};
+        const uint8_t *c = buf + 16;
+        uint16_t len = rd16(c + 4);
+        if (ret != 0 || used != mptable_config_size(&mc) || used > LAYOUT_MPTABLE_SIZE ||
+            sum8(buf, 16) != 0 || sum8(c, len) != 0 || 16u + len != used || buf[used] != 0xAA)
+            line = __LINE__;
+        unsigned count = rd16(c + 34), last_type = 0;
+        uint32_t off = 44;
+        for (unsigned i = 0; !line && i < count; i++) {
+            const uint8_t *e = c + off;
+            if (off >= len || e[0] < last_type) {
+                line = __LINE__;
+                break;
+            }
+            last_type = e[0];
+            switch (e[0]) {
+            case 0:
+                off += 20;
+                break;
+            case 1:
+                if (e[1] == 0 && !memcmp(e + 2, "PCI   ", 6))
+                    pci_bus++;
+                else if (e[1] == 1 && !memcmp(e + 2, "ISA   ", 6))
+                    isa_bus++;
+                else
+                    line = __LINE__;
+                off += 8;
+                break;
+            case 2:
+                off += 8;
+                break;
+            case 3:
+                if (e[4] == 1) {                /* ISA: conforming flags */
+                    if (rd16(e + 2) != 0 || e[5] > 15 || e[6] != mc.ioapic_id)
+                        line = __LINE__;
+                    isa_irqs++;
+                } else if (e[4] == 0) {         /* PCI */
+                    unsigned slot = (e[5] >> 2) & 0x1F, pin = e[5] & 3;
+                    if (e[1] != 0 || rd16(e + 2) != 0x0F || e[6] != mc.ioapic_id ||
+                        e[7] != LAYOUT_PCI_INTX_GSI(slot, pin) || e[5] > 0x7F ||
+                        seen[slot][pin]++)
+                        line = __LINE__;
+                    pci_irqs++;
+                } else {
+                    line = __LINE__;
+                }
+                off += 8;
+                break;
+            case 4:
+                if (e[4] != 1)                  /* LINTs name the ISA bus */
+                    line = __LINE__;
+                lints++;
+                off += 8;
+                break;
+            default:
+                line = __LINE__;
+            }
+        }
+        if (!line && (off != len || pci_bus != 1 || isa_bus != 1 || isa_irqs != 15 ||
+                      pci_irqs != 128 || lints != 2))
+            line = __LINE__;
+        /* every short buffer fails cleanly */
+        for (size_t size = 0; !line && size < used; size += 7) {
+            size_t u = 0;
+            if (mptable_build_config(buf, size, GPA, &mc, &u) != -ENOSPC)
+                line = __LINE__;
+        }
+        free(buf);
+    }
+    CHECK_EQ(line, 0);
+}
+
 int main(void)
 {
     RUN(test_ncpus);
     RUN(test_sparse_ids);
     RUN(test_enospc);
     RUN(test_einval);
+    RUN(test_pci_entries);
     return test_summary();
 }

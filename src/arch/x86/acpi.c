@@ -258,8 +258,28 @@ enum {
 
 #define DSDT_REVISION 2          /* 2+: AML integers are 64-bit (§5.2.11.1) */
 
-/* Tables listed in the RSDT/XSDT. PCI extension point: MCFG joins here. */
+/* Tables listed in the RSDT/XSDT: FADT, MADT and, with PCI, MCFG. */
 #define ACPI_MAX_ROOT_ENTRIES 4
+
+/* PCI Firmware Specification 3.0 §4.1.2 MCFG: the header, 8 reserved bytes,
+ * then one allocation per ECAM range (Table 4-3). */
+struct acpi_mcfg_alloc {
+    uint64_t base_address;
+    uint16_t segment;
+    uint8_t start_bus;
+    uint8_t end_bus;
+    uint32_t reserved;
+} __attribute__((packed));
+_Static_assert(sizeof(struct acpi_mcfg_alloc) == 16, "MCFG allocation is 16 bytes");
+#define MCFG_SIZE (sizeof(struct acpi_sdt_header) + 8 + sizeof(struct acpi_mcfg_alloc))
+#define MCFG_REVISION 1
+_Static_assert(LAYOUT_PCI_ECAM_SIZE == 32 * 8 * 4096, "ECAM covers exactly bus 0");
+_Static_assert(LAYOUT_PCI_ECAM_BASE % (1 << 20) == 0, "ECAM is 1 MiB aligned");
+_Static_assert(LAYOUT_PCI_ECAM_BASE >= LAYOUT_PCI_MMIO_BASE + LAYOUT_PCI_MMIO_SIZE ||
+               LAYOUT_PCI_ECAM_BASE + LAYOUT_PCI_ECAM_SIZE <= LAYOUT_PCI_MMIO_BASE,
+               "ECAM is outside the PCI memory window");
+_Static_assert(LAYOUT_PCI_MMIO_BASE + LAYOUT_PCI_MMIO_SIZE <= LAYOUT_TESTDEV_MMIO,
+               "the PCI memory window stays below the fixed MMIO devices");
 
 static uint8_t acpi_checksum(const uint8_t *p, size_t n)
 {
@@ -535,6 +555,153 @@ static void acpi_dsdt_add_com1(struct aml_buf *b)
     aml_end(b, dev);
 }
 
+/* §6.4.3.5 Address Space Descriptors for a bridge window: ResourceProducer
+ * (general flags bit 0 clear), positive decode, _MIF and _MAF set (bits 2
+ * and 3: the window is fixed), granularity and translation 0. */
+#define ACPI_RES_ADDR_PRODUCER_FIXED 0x0C
+enum { ACPI_RES_TYPE_MEM = 0, ACPI_RES_TYPE_IO = 1, ACPI_RES_TYPE_BUS = 2 };
+
+static void acpi_res_le(struct aml_buf *r, uint64_t v, unsigned n)
+{
+    for (unsigned i = 0; i < n; i++)
+        aml_emit_byte(r, (uint8_t)(v >> (8 * i)));
+}
+
+/* §6.4.3.5.3 Word Address Space Descriptor (type 0x88, 13 data bytes). */
+static void acpi_res_word(struct aml_buf *r, uint8_t type, uint8_t tflags, uint16_t min,
+                          uint16_t max)
+{
+    aml_emit_byte(r, 0x88);
+    acpi_res_le(r, 0x0D, 2);
+    aml_emit_byte(r, type);
+    aml_emit_byte(r, ACPI_RES_ADDR_PRODUCER_FIXED);
+    aml_emit_byte(r, tflags);
+    acpi_res_le(r, 0, 2);                           /* granularity */
+    acpi_res_le(r, min, 2);
+    acpi_res_le(r, max, 2);
+    acpi_res_le(r, 0, 2);                           /* translation */
+    acpi_res_le(r, (uint32_t)max - min + 1, 2);
+}
+
+/* §6.4.3.5.2 DWord Address Space Descriptor (type 0x87, 23 data bytes):
+ * memory, read-write, non-cacheable (type-specific flags 0x01, Table 6.50). */
+static void acpi_res_dword_mem(struct aml_buf *r, uint32_t min, uint32_t max)
+{
+    aml_emit_byte(r, 0x87);
+    acpi_res_le(r, 0x17, 2);
+    aml_emit_byte(r, ACPI_RES_TYPE_MEM);
+    aml_emit_byte(r, ACPI_RES_ADDR_PRODUCER_FIXED);
+    aml_emit_byte(r, 0x01);
+    acpi_res_le(r, 0, 4);                           /* granularity */
+    acpi_res_le(r, min, 4);
+    acpi_res_le(r, max, 4);
+    acpi_res_le(r, 0, 4);                           /* translation */
+    acpi_res_le(r, (uint64_t)max - min + 1, 4);
+}
+
+/* §6.4.3.4 32-Bit Fixed Memory Range Descriptor (type 0x86), read-write. */
+static void acpi_res_mem32_fixed(struct aml_buf *r, uint32_t base, uint32_t len)
+{
+    aml_emit_byte(r, 0x86);
+    acpi_res_le(r, 0x09, 2);
+    aml_emit_byte(r, 0x01);
+    acpi_res_le(r, base, 4);
+    acpi_res_le(r, len, 4);
+}
+
+static void acpi_emit_crs(struct aml_buf *b, const struct aml_buf *r)
+{
+    if (aml_buf_error(r)) {
+        b->err = b->err ? b->err : aml_buf_error(r);
+        return;
+    }
+    aml_emit_name(b, "_CRS");
+    aml_emit_buffer(b, r->data, r->len);
+}
+
+/* \_SB.PCI0: the PCI Express root bridge of segment 0, bus 0 (ACPI 6.5
+ * §6.1.1 _HID PNP0A08 with the conventional PNP0A03 as _CID so pre-PCIe
+ * OSes bind too; PCI Firmware Spec 3.0 §4.1.5). Its _CRS lists what it
+ * forwards: bus 0, the config ports, the I/O ranges around them (as QEMU's
+ * pc) and the 32-bit memory window; _PRT routes INTx straight to IOAPIC
+ * GSIs (§6.2.13: Source 0, SourceIndex = GSI, implying level/active-low)
+ * with the slot swizzle of LAYOUT_PCI_INTX_GSI. */
+static void acpi_dsdt_add_pci0(struct aml_buf *b)
+{
+    uint8_t res[128];
+    struct aml_buf r;
+    aml_buf_init(&r, res, sizeof res);
+    acpi_res_word(&r, ACPI_RES_TYPE_BUS, 0, 0, 0);
+    aml_res_io(&r, PORT_PCI_CONFIG_ADDRESS, PORT_PCI_CONFIG_ADDRESS, 0x01, 0x08);
+    acpi_res_word(&r, ACPI_RES_TYPE_IO, 0x03, 0x0000, PORT_PCI_CONFIG_ADDRESS - 1);
+    acpi_res_word(&r, ACPI_RES_TYPE_IO, 0x03, PORT_PCI_CONFIG_ADDRESS + 8, 0xFFFF);
+    acpi_res_dword_mem(&r, (uint32_t)LAYOUT_PCI_MMIO_BASE,
+                       (uint32_t)(LAYOUT_PCI_MMIO_BASE + LAYOUT_PCI_MMIO_SIZE - 1));
+    aml_res_end_tag(&r);
+
+    size_t dev = aml_device_begin(b, "PCI0");
+    aml_emit_name(b, "_HID");
+    aml_emit_eisaid(b, "PNP0A08");
+    aml_emit_name(b, "_CID");
+    aml_emit_eisaid(b, "PNP0A03");
+    /* no _ADR: a device has _HID or _ADR, not both (§6.1) */
+    aml_emit_name(b, "_SEG");
+    aml_emit_integer(b, 0);
+    aml_emit_name(b, "_BBN");
+    aml_emit_integer(b, 0);
+    aml_emit_name(b, "_UID");
+    aml_emit_integer(b, 0);
+    acpi_emit_crs(b, &r);
+
+    aml_emit_name(b, "_PRT");
+    size_t prt = aml_package_begin(b, LAYOUT_PCI_SLOTS * 4);
+    for (unsigned slot = 0; slot < LAYOUT_PCI_SLOTS; slot++) {
+        for (unsigned pin = 0; pin < 4; pin++) {
+            size_t e = aml_package_begin(b, 4);
+            aml_emit_integer(b, (uint64_t)slot << 16 | 0xFFFF);  /* any function */
+            aml_emit_integer(b, pin);
+            aml_emit_integer(b, 0);
+            aml_emit_integer(b, LAYOUT_PCI_INTX_GSI(slot, pin));
+            aml_end(b, e);
+        }
+    }
+    aml_end(b, prt);
+    aml_end(b, dev);
+}
+
+/* The ECAM range must be a reserved motherboard resource or Linux refuses
+ * MMCONFIG (arch/x86/pci/mmconfig-shared.c checks PNP0C01/PNP0C02 _CRS
+ * before falling back to e820; PCI Firmware Spec 3.0 §4.1.2 note). */
+static void acpi_dsdt_add_ecam_reservation(struct aml_buf *b)
+{
+    uint8_t res[16];
+    struct aml_buf r;
+    aml_buf_init(&r, res, sizeof res);
+    acpi_res_mem32_fixed(&r, (uint32_t)LAYOUT_PCI_ECAM_BASE, (uint32_t)LAYOUT_PCI_ECAM_SIZE);
+    aml_res_end_tag(&r);
+
+    size_t dev = aml_device_begin(b, "MRES");
+    aml_emit_name(b, "_HID");
+    aml_emit_eisaid(b, "PNP0C02");
+    aml_emit_name(b, "_UID");
+    aml_emit_integer(b, 1);
+    acpi_emit_crs(b, &r);
+    aml_end(b, dev);
+}
+
+static void acpi_build_mcfg(uint8_t *t)
+{
+    struct acpi_sdt_header h;
+    acpi_header_init(&h, "MCFG", MCFG_SIZE, MCFG_REVISION);
+    memcpy(t, &h, sizeof h);
+    memset(t + sizeof h, 0, 8);
+    struct acpi_mcfg_alloc a = {
+        .base_address = LAYOUT_PCI_ECAM_BASE, .segment = 0, .start_bus = 0, .end_bus = 0,
+    };
+    memcpy(t + sizeof h + 8, &a, sizeof a);
+    acpi_table_finish(t);
+}
+
 static void acpi_dsdt_body(struct aml_buf *b, const struct acpi_config *cfg)
 {
     /* \_S5 (§7.4.2.5): Package {PM1a_CNT.SLP_TYP, PM1b_CNT.SLP_TYP,
@@ -550,10 +717,10 @@ static void acpi_dsdt_body(struct aml_buf *b, const struct acpi_config *cfg)
 
     size_t sb = aml_scope_begin(b, "\\_SB");
     acpi_dsdt_add_com1(b);
-    /* PCI extension point: when cfg->pci, Device(PCI0) goes here with
-     * _HID PNP0A08, _CID PNP0A03, _SEG/_BBN/_UID 0, a _CRS with the bus
-     * range, the I/O and MMIO windows, and a _PRT for INTx routing. */
-    (void)cfg;
+    if (cfg->pci) {
+        acpi_dsdt_add_pci0(b);
+        acpi_dsdt_add_ecam_reservation(b);
+    }
     aml_end(b, sb);
 }
 
@@ -565,8 +732,6 @@ int acpi_build(uint8_t *buf, size_t buf_size, uint64_t buf_gpa,
     int ret = acpi_check_config(cfg, buf_gpa, buf_size);
     if (ret < 0)
         return ret;
-    if (cfg->pci)
-        return -EOPNOTSUPP;   /* PCI extension point: MCFG + \_SB.PCI0 */
 
     bool need_x2nmi;
     size_t madt_size = acpi_madt_size(cfg, &need_x2nmi);
@@ -579,9 +744,9 @@ int acpi_build(uint8_t *buf, size_t buf_size, uint64_t buf_gpa,
 
     /* Layout: RSDP at 0, then RSDT, XSDT, FADT, FACS (64-aligned), MADT,
      * DSDT. Tables are 16-byte aligned (not required, tidy for dumps). */
-    unsigned nroot = 2;                       /* FADT, MADT */
+    unsigned nroot = cfg->pci ? 3 : 2;        /* FADT, MADT[, MCFG] */
     size_t cur = 0, rsdp_off, rsdt_off, xsdt_off, fadt_off, facs_off,
-           madt_off, dsdt_off;
+           madt_off, mcfg_off = 0, dsdt_off;
     size_t rsdt_size = sizeof(struct acpi_sdt_header) + 4 * nroot;
     size_t xsdt_size = sizeof(struct acpi_sdt_header) + 8 * nroot;
     if (acpi_alloc(&cur, buf_size, sizeof(struct acpi_rsdp), 16, &rsdp_off) ||
@@ -591,6 +756,7 @@ int acpi_build(uint8_t *buf, size_t buf_size, uint64_t buf_gpa,
         acpi_alloc(&cur, buf_size, sizeof(struct acpi_facs), FACS_ALIGN,
                    &facs_off) ||
         acpi_alloc(&cur, buf_size, madt_size, 16, &madt_off) ||
+        (cfg->pci && acpi_alloc(&cur, buf_size, MCFG_SIZE, 16, &mcfg_off)) ||
         acpi_alloc(&cur, buf_size, sizeof(struct acpi_sdt_header), 16,
                    &dsdt_off))
         return -ENOSPC;
@@ -623,14 +789,15 @@ int acpi_build(uint8_t *buf, size_t buf_size, uint64_t buf_gpa,
     acpi_build_fadt(buf + fadt_off, buf_gpa + facs_off, buf_gpa + dsdt_off,
                     cfg);
     acpi_build_madt(buf + madt_off, madt_size, need_x2nmi, cfg);
+    if (cfg->pci)
+        acpi_build_mcfg(buf + mcfg_off);
 
     /* RSDT (§5.2.7, 32-bit entries) and XSDT (§5.2.8, 64-bit entries). The
      * DSDT and FACS are reached through the FADT, not listed here. */
     uint64_t entries[ACPI_MAX_ROOT_ENTRIES] = {
-        buf_gpa + fadt_off, buf_gpa + madt_off,
-        /* PCI extension point: buf_gpa + mcfg_off */
+        buf_gpa + fadt_off, buf_gpa + madt_off, buf_gpa + mcfg_off,
     };
-    _Static_assert(ACPI_MAX_ROOT_ENTRIES >= 2, "room for FADT and MADT");
+    _Static_assert(ACPI_MAX_ROOT_ENTRIES >= 3, "room for FADT, MADT and MCFG");
     acpi_header_init(&h, "RSDT", (uint32_t)rsdt_size, 1);
     memcpy(buf + rsdt_off, &h, sizeof h);
     acpi_header_init(&h, "XSDT", (uint32_t)xsdt_size, 1);

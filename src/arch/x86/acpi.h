@@ -1,7 +1,8 @@
 /* ACPI firmware tables for the x86 machine (ACPI 6.5): RSDP, RSDT, XSDT,
- * FADT, FACS, MADT and a DSDT, written into guest memory before boot so that
- * Linux finds every vCPU, the IOAPIC and the ISA interrupt overrides, can
- * power off (\_S5 + PM1a control) and reboot (FADT RESET_REG).
+ * FADT, FACS, MADT, a DSDT and, with PCI, an MCFG, written into guest
+ * memory before boot so that Linux finds every vCPU, the IOAPIC and the
+ * ISA interrupt overrides, can power off (\_S5 + PM1a control) and reboot
+ * (FADT RESET_REG), and finds the PCI host bridge.
  *
  * The machine is a full (not hardware-reduced) ACPI platform that is always
  * in ACPI mode (SMI_CMD = 0): the PM block at PORT_ACPI_PM_BASE, the SCI on
@@ -36,9 +37,12 @@ struct acpi_config {
      * 8042 in the FADT IAPC_BOOT_ARCH (Linux only probes the i8042 when
      * the firmware says one is there). */
     bool has_i8042;
-    /* PCI host bridge. Must be false for now (-EOPNOTSUPP): the MCFG table
-     * and \_SB.PCI0 in the DSDT are not built yet; see the "PCI extension
-     * point" comments in acpi.c for where they go. */
+    /* PCI host bridge (src/hw/pci) at the fixed addresses of layout.h: an
+     * MCFG table (ECAM at LAYOUT_PCI_ECAM_BASE, segment 0, bus 0), and in
+     * the DSDT \_SB.PCI0 (PNP0A08/PNP0A03, _SEG/_BBN/_UID 0, _CRS with bus
+     * 0, I/O 0-0xCF7 and 0xD00-0xFFFF, the LAYOUT_PCI_MMIO window; _PRT
+     * with the LAYOUT_PCI_INTX_GSI swizzle for all 32 slots) plus
+     * \_SB.MRES (PNP0C02) reserving the ECAM range. */
     bool pci;
 };
 
@@ -51,8 +55,8 @@ struct acpi_config {
  *
  * Returns 0 and sets *used (bytes written from buf's start), -EINVAL for a
  * bad config (no CPUs, duplicate APIC IDs, IOAPIC ID collision or > 255,
- * IOAPIC above 4 GiB, misaligned or too-high buf_gpa), -EOPNOTSUPP for
- * cfg->pci, or -ENOSPC when the tables do not fit in buf_size. */
+ * IOAPIC above 4 GiB, misaligned or too-high buf_gpa), or -ENOSPC when the
+ * tables do not fit in buf_size. */
 int acpi_build(uint8_t *buf, size_t buf_size, uint64_t buf_gpa,
                const struct acpi_config *cfg, size_t *used);
 

@@ -25,7 +25,8 @@ enum kernel_format {
 struct kernel_image {
     enum kernel_format format;
     const char *path;
-    uint8_t *data;          /* whole file */
+    uint8_t *data;          /* whole file, mapped read-only */
+    int fd, initrd_fd;      /* kept open (-1: none), see boot_image.c */
     size_t size;
     uint8_t *initrd;        /* NULL without -initrd */
     size_t initrd_size;
@@ -47,6 +48,8 @@ struct boot_env {
 int kernel_image_open(struct kernel_image *k, const char *kernel, const char *initrd,
                       char *err, size_t errlen);
 void kernel_image_close(struct kernel_image *k);
+/* Give back the resident pages of the mapped files (after a load). */
+void kernel_image_drop_pages(const struct kernel_image *k);
 /* Detect the format of k->data/k->size (k->path names it in messages);
  * kernel_image_open's second half, separate for the fuzz target. */
 int kernel_image_probe(struct kernel_image *k, char *err, size_t errlen);

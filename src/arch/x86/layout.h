@@ -30,6 +30,26 @@
 #define LAYOUT_TESTDEV_MMIO    0xFEBF0000ULL  /* kvmbox test device scratch window */
 #define LAYOUT_TESTDEV_MMIO_SIZE 0x1000ULL
 
+/* --- PCI (src/hw/pci) ---
+ * The 32-bit BAR window starts where low RAM must end (GMEM_LOW_LIMIT) and
+ * stops below ECAM; ECAM covers bus 0 only (PCIe 4.0 §7.2.2: 1 MiB = 32
+ * devices x 8 functions x 4 KiB). Both are declared in ACPI (PCI0 _CRS,
+ * MCFG, a PNP0C02 reservation for ECAM) and the window is all PCI decodes:
+ * BARs outside it stay unmapped. I/O BARs go in 0x1000-0xFFFF (Linux never
+ * allocates PCI I/O below 0x1000, PCIBIOS_MIN_IO). */
+#define LAYOUT_PCI_MMIO_BASE   0xC0000000ULL
+#define LAYOUT_PCI_MMIO_SIZE   0x30000000ULL  /* up to 0xEFFFFFFF */
+#define LAYOUT_PCI_ECAM_BASE   0xF0000000ULL
+#define LAYOUT_PCI_ECAM_SIZE   0x100000ULL
+#define LAYOUT_PCI_IO_BASE     0x1000
+#define LAYOUT_PCI_IO_SIZE     0xF000
+/* INTx: slot s, pin p (0 = INTA#) -> IOAPIC pin 16 + (s + p) % 4, level,
+ * active low. The same swizzle is in pci_intx_gsi(), the ACPI _PRT and the
+ * MP table. */
+#define LAYOUT_PCI_INTX_GSI_BASE 16
+#define LAYOUT_PCI_INTX_GSI(slot, pin) (LAYOUT_PCI_INTX_GSI_BASE + ((slot) + (pin)) % 4)
+#define LAYOUT_PCI_SLOTS       32
+
 /* --- I/O ports --- */
 #define PORT_PIT_SPEAKER       0x61
 #define PORT_I8042_DATA        0x60
@@ -46,7 +66,9 @@
 #define PORT_ACPI_PM1A_EVT     0x600       /* 4 bytes: PM1 status, enable */
 #define PORT_ACPI_PM1A_CNT     0x604       /* 2 bytes: PM1 control */
 #define PORT_ACPI_PM_TMR       0x608       /* 4 bytes: 3.579545 MHz timer */
+#define PORT_PCI_CONFIG_ADDRESS 0xCF8      /* 4 bytes; 0xCF9 inside it is reset control */
 #define PORT_RESET_CONTROL     0xCF9       /* reset control register, also the FADT RESET_REG */
+#define PORT_PCI_CONFIG_DATA   0xCFC       /* 4 bytes */
 
 /* --- ACPI values --- */
 #define ACPI_SCI_IRQ           9

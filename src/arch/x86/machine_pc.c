@@ -10,6 +10,7 @@
 #include "arch/x86/layout.h"
 #include "arch/x86/mptable.h"
 #include "chardev/chardev.h"
+#include "chardev/registry.h"
 #include "core/log.h"
 #include "hw/acpi_pm.h"
 #include "hw/fw_cfg.h"
@@ -20,6 +21,7 @@
 #include "hw/rtc_cmos.h"
 #include "hw/serial_8250.h"
 #include "hw/testdev.h"
+#include "monitor/monitor.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -129,8 +131,10 @@ static void pc_serial_reset(void *opaque) { serial_reset(((struct pc_serial *)op
 static void pc_serial_free(void *opaque)
 {
     struct pc_serial *s = opaque;
+    /* The chardev belongs to vm->chardevs (freed after the devices that
+     * use it): only detach. */
+    chardev_set_input(s->chr, NULL, NULL);
     serial_free(s->uart);
-    chardev_close(s->chr);
     s->uart = NULL;
     s->chr = NULL;
 }
@@ -176,25 +180,47 @@ static int pc_register(struct vm *vm, struct bus *bus, uint64_t base, uint64_t l
     return 0;
 }
 
-static int pc_create_serials(struct pc_machine *pc, struct vm *vm, char *err, size_t errlen)
+static void pc_chardevs_free(void *opaque)
 {
-    static const char *const names[CONFIG_MAX_SERIAL] = { "serial0", "serial1", "serial2", "serial3" };
-    static const char *const com_names[CONFIG_MAX_SERIAL] = { "com1", "com2", "com3", "com4" };
+    struct vm *vm = opaque;
+    chardev_registry_free(vm->chardevs);
+    vm->chardevs = NULL;
+}
+
+/* Every chardev of the config, into vm->chardevs. Added to the VM before
+ * the serial ports and monitors, so it is freed after them. */
+static int pc_create_chardevs(struct pc_machine *pc, struct vm *vm, char *err, size_t errlen)
+{
     const struct vm_config *cfg = pc->cfg;
     struct chardev_hooks hooks = { pc_quit, vm };
-    for (unsigned i = 0; i < cfg->nr_serial; i++) {
-        if (cfg->serial[i].kind == CHARDEV_NONE)
-            continue;
-        struct pc_serial *s = &pc->serial[i];
-        s->chr = chardev_open(&cfg->serial[i], names[i], vm->loop, cfg->nographic, &hooks,
-                              err, errlen);
-        if (!s->chr)
+    vm->chardevs = chardev_registry_new();
+    if (pc_add(vm, "chardevs", NULL, pc_chardevs_free, vm->chardevs ? vm : NULL, err, errlen) < 0)
+        return -1;
+    for (unsigned i = 0; i < cfg->nr_chardevs; i++)
+        if (chardev_registry_open(vm->chardevs, &cfg->chardevs[i], vm->loop, cfg->nographic,
+                                  &hooks, err, errlen) < 0)
             return -1;
+    return 0;
+}
+
+static int pc_create_serials(struct pc_machine *pc, struct vm *vm, char *err, size_t errlen)
+{
+    static const char *const com_names[CONFIG_MAX_SERIAL] = { "com1", "com2", "com3", "com4" };
+    const struct vm_config *cfg = pc->cfg;
+    for (unsigned i = 0; i < cfg->nr_serial; i++) {
+        if (!cfg->serial[i])
+            continue;       /* -serial none */
+        struct pc_serial *s = &pc->serial[i];
+        char why[200];
+        s->chr = chardev_registry_attach(vm->chardevs, cfg->serial[i], why, sizeof why);
+        if (!s->chr) {
+            snprintf(err, errlen, "-serial: %s: %s", com_names[i], why);
+            return -1;
+        }
         s->irq = vm_irq_line(vm, com_irqs[i]);
         struct serial_backend be = { pc_serial_tx, pc_serial_rx_ready, s };
         s->uart = serial_new(&s->irq, &be);
         if (!s->uart) {
-            chardev_close(s->chr);
             s->chr = NULL;
             snprintf(err, errlen, "cannot create %s: out of memory", com_names[i]);
             return -1;
@@ -212,10 +238,38 @@ static int pc_create_serials(struct pc_machine *pc, struct vm *vm, char *err, si
     return 0;
 }
 
+static void pc_monitor_free(void *opaque) { monitor_free(opaque); }
+
+/* The monitors of the config (-monitor, -qmp, -mon, -serial mon:, the
+ * -nographic default), each on its chardev's front end. After the serial
+ * ports: on a mux, COM1 is front end 0 and has the focus at start. */
+static int pc_create_monitors(struct vm *vm, char *err, size_t errlen)
+{
+    const struct vm_config *cfg = vm->cfg;
+    for (unsigned i = 0; i < cfg->nr_monitors; i++) {
+        const struct monitor_config *mc = &cfg->monitors[i];
+        char why[200];
+        struct chardev *chr = chardev_registry_attach(vm->chardevs, mc->chardev, why, sizeof why);
+        if (!chr) {
+            snprintf(err, errlen, "-mon: %s", why);
+            return -1;
+        }
+        struct monitor *m = monitor_new(vm, chr,
+                                        mc->mode == CONFIG_MONITOR_CONTROL ? MONITOR_QMP
+                                                                           : MONITOR_HMP,
+                                        mc->pretty);
+        if (pc_add(vm, "monitor", NULL, pc_monitor_free, m, err, errlen) < 0)
+            return -1;
+    }
+    return 0;
+}
+
 static int pc_create_devices(struct pc_machine *pc, struct vm *vm, char *err, size_t errlen)
 {
     const struct vm_config *cfg = pc->cfg;
-    if (pc_create_serials(pc, vm, err, errlen) < 0)
+    if (pc_create_chardevs(pc, vm, err, errlen) < 0 ||
+        pc_create_serials(pc, vm, err, errlen) < 0 ||
+        pc_create_monitors(vm, err, errlen) < 0)
         return -1;
 
     pc->kbd_irq = vm_irq_line(vm, IRQ_KBD);
@@ -326,7 +380,9 @@ static int pc_load_boot(struct vm *vm)
         env.rsdp_addr = LAYOUT_ACPI_START;
     }
     struct x86_boot_regs regs;
-    if (kernel_image_load(&pc->kernel, &env, &regs, err, sizeof err) < 0) {
+    int loaded = kernel_image_load(&pc->kernel, &env, &regs, err, sizeof err);
+    kernel_image_drop_pages(&pc->kernel);
+    if (loaded < 0) {
         log_err("%s", err);
         return -1;
     }

@@ -100,8 +100,18 @@ enum { MP_INT = 0, MP_NMI = 1, MP_SMI = 2, MP_EXTINT = 3 };
  * plausible only; guests read the real CPUID. */
 #define MP_CPU_SIGNATURE    0x00000600u
 #define MP_CPU_FEATURES     ((1u << 0) | (1u << 9))
-#define MP_ISA_BUS_ID       0
+#define MP_ISA_BUS_ID       0          /* without PCI */
+#define MP_PCI_BUS_ID       0          /* = the PCI bus number (Linux matches them) */
+#define MP_ISA_BUS_ID_PCI   1          /* with PCI: after the PCI bus, as SeaBIOS */
 #define MP_ISA_IRQS         16
+#define MP_PCI_SLOTS        LAYOUT_PCI_SLOTS
+#define MP_PCI_PINS         4
+#define MP_NUM_PCI_IRQ_ENTRIES (MP_PCI_SLOTS * MP_PCI_PINS)
+/* Table 4-10 I/O interrupt flags: PO bits 1:0 (3 = active low), EL bits
+ * 3:2 (3 = level). PCI INTx# are level-triggered, active low (PCI 3.0
+ * §2.2.6). */
+#define MP_IRQ_ACTIVE_LOW   0x3
+#define MP_IRQ_LEVEL        (0x3 << 2)
 #define MP_ALL_LAPICS       0xFF
 #define MP_MAX_APIC_ID      254
 
@@ -110,13 +120,21 @@ enum { MP_INT = 0, MP_NMI = 1, MP_SMI = 2, MP_EXTINT = 3 };
 #define MP_NUM_IRQ_ENTRIES  (MP_ISA_IRQS - 1)
 #define MP_NUM_LINT_ENTRIES 2
 
+size_t mptable_config_size(const struct mptable_config *c)
+{
+    size_t n = sizeof(struct mpf_intel) + sizeof(struct mpc_table) +
+               (size_t)c->ncpus * sizeof(struct mpc_cpu) + sizeof(struct mpc_bus) +
+               sizeof(struct mpc_ioapic) +
+               (MP_NUM_IRQ_ENTRIES + MP_NUM_LINT_ENTRIES) * sizeof(struct mpc_intsrc);
+    if (c->pci)
+        n += sizeof(struct mpc_bus) + MP_NUM_PCI_IRQ_ENTRIES * sizeof(struct mpc_intsrc);
+    return n;
+}
+
 size_t mptable_size(unsigned ncpus)
 {
-    return sizeof(struct mpf_intel) + sizeof(struct mpc_table) +
-           (size_t)ncpus * sizeof(struct mpc_cpu) + sizeof(struct mpc_bus) +
-           sizeof(struct mpc_ioapic) +
-           (MP_NUM_IRQ_ENTRIES + MP_NUM_LINT_ENTRIES) *
-               sizeof(struct mpc_intsrc);
+    struct mptable_config c = { .ncpus = ncpus };
+    return mptable_config_size(&c);
 }
 
 static uint8_t mp_checksum(const uint8_t *p, size_t n)
@@ -156,13 +174,28 @@ int mptable_build(uint8_t *buf, size_t buf_size, uint64_t buf_gpa,
                   unsigned ncpus, const uint32_t *apic_ids, uint32_t ioapic_id,
                   uint64_t ioapic_addr, size_t *used)
 {
-    if (!buf || !used)
+    struct mptable_config c = {
+        .ncpus = ncpus, .apic_ids = apic_ids, .ioapic_id = ioapic_id,
+        .ioapic_addr = ioapic_addr, .pci = false,
+    };
+    return mptable_build_config(buf, buf_size, buf_gpa, &c, used);
+}
+
+int mptable_build_config(uint8_t *buf, size_t buf_size, uint64_t buf_gpa,
+                         const struct mptable_config *mc, size_t *used)
+{
+    if (!buf || !used || !mc)
         return -EINVAL;
+    unsigned ncpus = mc->ncpus;
+    const uint32_t *apic_ids = mc->apic_ids;
+    uint32_t ioapic_id = mc->ioapic_id;
+    uint64_t ioapic_addr = mc->ioapic_addr;
     int ret = mp_check_args(buf_gpa, buf_size, ncpus, apic_ids, ioapic_id,
                             ioapic_addr);
     if (ret < 0)
         return ret;
-    size_t total = mptable_size(ncpus);
+    uint8_t isa_bus = mc->pci ? MP_ISA_BUS_ID_PCI : MP_ISA_BUS_ID;
+    size_t total = mptable_config_size(mc);
     if (buf_size < total)
         return -ENOSPC;
 
@@ -185,7 +218,16 @@ int mptable_build(uint8_t *buf, size_t buf_size, uint64_t buf_gpa,
         count++;
     }
 
-    struct mpc_bus bus = { .type = MP_BUS, .bus_id = MP_ISA_BUS_ID };
+    /* Bus entries (Table 4-8 bus type strings). Linux looks PCI interrupt
+     * entries up by the PCI bus number, so the PCI bus gets ID 0. */
+    if (mc->pci) {
+        struct mpc_bus pbus = { .type = MP_BUS, .bus_id = MP_PCI_BUS_ID };
+        memcpy(pbus.bus_type, "PCI   ", 6);
+        memcpy(cfg + off, &pbus, sizeof pbus);
+        off += sizeof pbus;
+        count++;
+    }
+    struct mpc_bus bus = { .type = MP_BUS, .bus_id = isa_bus };
     memcpy(bus.bus_type, "ISA   ", 6);
     memcpy(cfg + off, &bus, sizeof bus);
     off += sizeof bus;
@@ -208,13 +250,32 @@ int mptable_build(uint8_t *buf, size_t buf_size, uint64_t buf_gpa,
             continue;
         struct mpc_intsrc s = {
             .type = MP_INTSRC, .irq_type = MP_INT, .irq_flags = 0,
-            .src_bus_id = MP_ISA_BUS_ID, .src_bus_irq = (uint8_t)irq,
+            .src_bus_id = isa_bus, .src_bus_irq = (uint8_t)irq,
             .dst_apic = (uint8_t)ioapic_id,
             .dst_pin = (uint8_t)(irq == 0 ? 2 : irq),
         };
         memcpy(cfg + off, &s, sizeof s);
         off += sizeof s;
         count++;
+    }
+
+    /* PCI INTx (§D.3, Table D-1): source bus IRQ = slot << 2 | pin (0 =
+     * INTA#), to the IOAPIC pin of the LAYOUT_PCI_INTX_GSI swizzle, level,
+     * active low. Every slot and pin, as the ACPI _PRT. */
+    for (unsigned slot = 0; mc->pci && slot < MP_PCI_SLOTS; slot++) {
+        for (unsigned pin = 0; pin < MP_PCI_PINS; pin++) {
+            struct mpc_intsrc s = {
+                .type = MP_INTSRC, .irq_type = MP_INT,
+                .irq_flags = MP_IRQ_ACTIVE_LOW | MP_IRQ_LEVEL,
+                .src_bus_id = MP_PCI_BUS_ID,
+                .src_bus_irq = (uint8_t)(slot << 2 | pin),
+                .dst_apic = (uint8_t)ioapic_id,
+                .dst_pin = (uint8_t)LAYOUT_PCI_INTX_GSI(slot, pin),
+            };
+            memcpy(cfg + off, &s, sizeof s);
+            off += sizeof s;
+            count++;
+        }
     }
 
     /* Virtual wire (§3.6.2.2, §5.1): the 8259's INTR on every LAPIC's
@@ -225,7 +286,7 @@ int mptable_build(uint8_t *buf, size_t buf_size, uint64_t buf_gpa,
     for (unsigned i = 0; i < MP_NUM_LINT_ENTRIES; i++) {
         struct mpc_intsrc s = {
             .type = MP_LINTSRC, .irq_type = lints[i].irq_type,
-            .irq_flags = 0, .src_bus_id = MP_ISA_BUS_ID, .src_bus_irq = 0,
+            .irq_flags = 0, .src_bus_id = isa_bus, .src_bus_irq = 0,
             .dst_apic = MP_ALL_LAPICS, .dst_pin = lints[i].pin,
         };
         memcpy(cfg + off, &s, sizeof s);

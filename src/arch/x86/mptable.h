@@ -7,6 +7,7 @@
 #ifndef KVMBOX_X86_MPTABLE_H
 #define KVMBOX_X86_MPTABLE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -32,5 +33,22 @@ size_t mptable_size(unsigned ncpus);
 int mptable_build(uint8_t *buf, size_t buf_size, uint64_t buf_gpa,
                   unsigned ncpus, const uint32_t *apic_ids, uint32_t ioapic_id,
                   uint64_t ioapic_addr, size_t *used);
+
+/* The same with options. pci adds a PCI bus (MP bus ID 0 = PCI bus 0; the
+ * ISA bus becomes ID 1) and an I/O interrupt entry, level and active low,
+ * for every slot (0-31) and pin INTA#-INTD#: source IRQ slot << 2 | pin ->
+ * IOAPIC pin LAYOUT_PCI_INTX_GSI(slot, pin), matching the ACPI _PRT, so
+ * Linux with acpi=off routes PCI interrupts. mptable_build() is this with
+ * pci false. */
+struct mptable_config {
+    unsigned ncpus;
+    const uint32_t *apic_ids;
+    uint32_t ioapic_id;
+    uint64_t ioapic_addr;
+    bool pci;
+};
+size_t mptable_config_size(const struct mptable_config *c);
+int mptable_build_config(uint8_t *buf, size_t buf_size, uint64_t buf_gpa,
+                         const struct mptable_config *c, size_t *used);
 
 #endif

@@ -1,0 +1,552 @@
+#!/usr/bin/env bash
+# KVM integration tests of the monitor (QMP and HMP over unix sockets) with
+# the project's test guest (test=tick prints "tick N" continuously, so
+# progress is visible in its serial file). One line per test:
+#   PASS name | FAIL name: reason | SKIP name: reason
+# Usage: tests/kvm/monitor.sh [test...]      (default: all tests)
+# Environment: KVMBOX (default build/kvmbox-san), KVM_TEST_TIMEOUT (s, 30),
+#              KVM_TEST_KEEP=1 keeps the scratch dir. Needs python3 (the QMP
+#              and HMP clients); wire-compat needs qemu-system-x86_64.
+set -u
+
+cd "$(dirname "$0")/../.." || exit 1
+KVMBOX=${KVMBOX:-build/kvmbox-san}
+GUEST=tests/guest/build/testguest.elf
+MBGUEST=tests/guest/build/testguest-mb.elf
+TMO=${KVM_TEST_TIMEOUT:-30}
+ALL_TESTS="qmp-basic qmp-stop-cont qmp-reset qmp-quit qmp-bad-input qmp-two-clients"
+ALL_TESTS+=" qmp-slow-client qmp-reconnect qmp-powerdown qmp-wire-compat hmp-basic"
+
+export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0}
+export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1}
+
+# shellcheck disable=SC2086
+TESTS=${*:-$ALL_TESTS}
+failed=0
+
+pass() { echo "PASS $1"; }
+fail() { echo "FAIL $1: $2"; failed=1; }
+skip() { echo "SKIP $1: $2"; }
+
+kvm_problem() {
+    [ -e /dev/kvm ] || { echo "/dev/kvm does not exist"; return; }
+    { [ -r /dev/kvm ] && [ -w /dev/kvm ]; } || { echo "/dev/kvm is not readable and writable by $(id -un)"; return; }
+    command -v python3 >/dev/null 2>&1 || { echo "python3 is not installed (the QMP/HMP test client)"; return; }
+}
+problem=$(kvm_problem)
+if [ -n "$problem" ]; then
+    for t in $TESTS; do skip "$t" "$problem"; done
+    exit 0
+fi
+if [ ! -x "$KVMBOX" ]; then
+    for t in $TESTS; do fail "$t" "$KVMBOX not built (make $KVMBOX)"; done
+    exit 1
+fi
+if ! make -s -C tests/guest >/dev/null 2>&1 || [ ! -f "$GUEST" ]; then
+    for t in $TESTS; do fail "$t" "test guest does not build (make -C tests/guest)"; done
+    exit 1
+fi
+
+SCRATCH=$(mktemp -d /tmp/kvmbox-montest.XXXXXX)
+PIDS=()
+# shellcheck disable=SC2317
+cleanup() {
+    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
+    if [ "${KVM_TEST_KEEP:-0}" = 1 ]; then
+        echo "# outputs kept in $SCRATCH" >&2
+    else
+        rm -rf "$SCRATCH"
+    fi
+}
+trap cleanup EXIT
+
+# --- the client: python3, one scenario per test -------------------------------
+cat >"$SCRATCH/mon.py" <<'EOF'
+import json, os, socket, subprocess, sys, time
+
+TMO = float(os.environ.get("TMO", "30"))
+
+class Fail(Exception):
+    pass
+
+def connect(path):
+    end = time.time() + TMO
+    while True:
+        s = socket.socket(socket.AF_UNIX)
+        try:
+            s.connect(path)
+            return s
+        except OSError:
+            s.close()
+            if time.time() > end:
+                raise Fail("cannot connect to " + path)
+            time.sleep(0.05)
+
+class QMP:
+    def __init__(self, path, negotiate=True):
+        self.s = connect(path)
+        self.buf = b""
+        self.events = []
+        self.greeting = self.recv()
+        if "QMP" not in self.greeting:
+            raise Fail("no greeting: %r" % self.greeting)
+        if negotiate:
+            r = self.cmd("qmp_capabilities")
+            if r != {"return": {}}:
+                raise Fail("qmp_capabilities: %r" % r)
+    def recv(self, timeout=None):
+        end = time.time() + (timeout or TMO)
+        while b"\n" not in self.buf:
+            left = end - time.time()
+            if left <= 0:
+                raise Fail("no reply within %.0fs" % (timeout or TMO))
+            self.s.settimeout(left)
+            try:
+                d = self.s.recv(65536)
+            except socket.timeout:
+                continue
+            if not d:
+                raise Fail("connection closed")
+            self.buf += d
+        line, self.buf = self.buf.split(b"\n", 1)
+        return json.loads(line)
+    def send_raw(self, data):
+        self.s.sendall(data)
+    def reply(self):
+        while True:
+            m = self.recv()
+            if "event" in m:
+                self.events.append(m)
+            else:
+                return m
+    def cmd(self, name, args=None, **extra):
+        req = {"execute": name}
+        if args is not None:
+            req["arguments"] = args
+        req.update(extra)
+        self.send_raw(json.dumps(req).encode() + b"\n")
+        return self.reply()
+    def event(self, name, timeout=None):
+        end = time.time() + (timeout or TMO)
+        while True:
+            for i, e in enumerate(self.events):
+                if e["event"] == name:
+                    return self.events.pop(i)
+            m = self.recv(max(0.01, end - time.time()))
+            if "event" in m:
+                self.events.append(m)
+
+def ticks(serial):
+    try:
+        with open(serial, "rb") as f:
+            return f.read().count(b"tick ")
+    except OSError:
+        return 0
+
+def wait_ticks(serial, n):
+    end = time.time() + TMO
+    while ticks(serial) < n:
+        if time.time() > end:
+            raise Fail("guest made no progress (%d ticks)" % ticks(serial))
+        time.sleep(0.05)
+
+def check(cond, what):
+    if not cond:
+        raise Fail(what)
+
+def check_event_shape(e, name, data_keys=None):
+    check(e["event"] == name, "event %r" % e)
+    ts = e.get("timestamp", {})
+    check(isinstance(ts.get("seconds"), int) and isinstance(ts.get("microseconds"), int),
+          "timestamp %r" % e)
+    if data_keys is None:
+        check("data" not in e, "unexpected data in %r" % e)
+    else:
+        check(sorted(e.get("data", {})) == sorted(data_keys), "data of %r" % e)
+
+def t_basic(sock, serial):
+    q = QMP(sock, negotiate=False)
+    v = q.greeting["QMP"]["version"]["qemu"]
+    check(v == {"major": 7, "minor": 2, "micro": 0}, "greeting version %r" % v)
+    check(q.greeting["QMP"]["capabilities"] == ["oob"], "capabilities")
+    r = q.cmd("query-status")
+    check(r.get("error", {}).get("class") == "CommandNotFound", "before negotiation: %r" % r)
+    check(q.cmd("qmp_capabilities", id="x") == {"return": {}, "id": "x"}, "negotiation")
+    r = q.cmd("query-status")
+    check(r == {"return": {"status": "running", "singlestep": False, "running": True}},
+          "query-status %r" % r)
+    check(q.cmd("query-kvm") == {"return": {"enabled": True, "present": True}}, "query-kvm")
+    r = q.cmd("query-cpus-fast")["return"]
+    check(len(r) == 2 and all(c["thread-id"] > 0 for c in r), "query-cpus-fast %r" % r)
+    for c in r:
+        try:
+            comm = open("/proc/%d/comm" % c["thread-id"]).read().strip()
+        except OSError:
+            comm = ""
+        check(comm == "vcpu%d" % c["cpu-index"],
+              "thread-id %d is not vCPU thread %d (%r)" % (c["thread-id"], c["cpu-index"], comm))
+    check(q.cmd("query-name") == {"return": {"name": "montest"}}, "query-name")
+    r = q.cmd("query-uuid")
+    check(r == {"return": {"UUID": "550e8400-e29b-41d4-a716-446655440000"}}, "query-uuid %r" % r)
+    r = q.cmd("query-chardev")["return"]
+    check(any(c["label"] == "serial0" for c in r), "query-chardev %r" % r)
+    r = q.cmd("human-monitor-command", {"command-line": "info status"})
+    check(r == {"return": "VM status: running\r\n"}, "hmc %r" % r)
+    r = q.cmd("set_link", {"name": "nic0", "up": False})
+    check(r == {"error": {"class": "DeviceNotFound", "desc": "Device 'nic0' not found"}},
+          "set_link %r" % r)
+
+def t_stop_cont(sock, serial):
+    q = QMP(sock)
+    wait_ticks(serial, 3)
+    r = q.cmd("stop")
+    check(r == {"return": {}}, "stop %r" % r)
+    check_event_shape(q.event("STOP"), "STOP")
+    st = q.cmd("query-status")["return"]
+    check(st["status"] == "paused" and st["running"] is False, "status %r" % st)
+    time.sleep(0.3)
+    n = ticks(serial)
+    time.sleep(0.7)
+    check(ticks(serial) == n, "guest still ticking while stopped (%d -> %d)" % (n, ticks(serial)))
+    check(q.cmd("cont") == {"return": {}}, "cont")
+    check_event_shape(q.event("RESUME"), "RESUME")
+    wait_ticks(serial, n + 3)
+    check(q.cmd("query-status")["return"]["status"] == "running", "running again")
+
+def t_reset(sock, serial):
+    q = QMP(sock)
+    wait_ticks(serial, 3)
+    check(q.cmd("system_reset") == {"return": {}}, "system_reset")
+    e = q.event("RESET")
+    check_event_shape(e, "RESET", ["guest", "reason"])
+    check(e["data"] == {"guest": False, "reason": "host-qmp-system-reset"}, "RESET %r" % e)
+    end = time.time() + TMO
+    while open(serial, "rb").read().count(b"kvmbox-testguest: test=tick") < 2:
+        check(time.time() < end, "the guest did not boot again")
+        time.sleep(0.05)
+
+def t_quit(sock, serial):
+    q = QMP(sock)
+    check(q.cmd("quit") == {"return": {}}, "quit")
+    e = q.event("SHUTDOWN")
+    check(e["data"] == {"guest": False, "reason": "host-qmp-quit"}, "SHUTDOWN %r" % e)
+
+def t_bad_input(sock, serial):
+    q = QMP(sock)
+    def err():
+        r = q.reply()
+        check(r.get("error", {}).get("class") == "GenericError", "want GenericError: %r" % r)
+        return r
+    q.send_raw(b"garbage\n")
+    check(err()["error"]["desc"].startswith("JSON parse error, "), "parse error desc")
+    q.send_raw(b"[1, 2]\n"); err()
+    q.send_raw(b'{"execute": "query-status"}}\n')
+    check("return" in q.reply(), "message before the stray brace")
+    err()
+    q.send_raw(b'{"execute": "query-')            # truncated, then completed
+    time.sleep(0.2)
+    q.send_raw(b'name"}')
+    check("return" in q.reply(), "split message")
+    q.send_raw(b'{"execute": "' + b"a" * (2 << 20) + b'"}\n')   # huge
+    err()
+    q.send_raw(b"[" * 100000 + b"\n")                          # deep
+    err()
+    q.send_raw(b"]" * 100000 + b"\n")
+    # interleaved: two messages and garbage in one write, then a good one
+    q.send_raw(b'{"execute":"query-kvm","id":1}\x00\xff{"execute":"query-name","id":2}')
+    ids = []
+    end = time.time() + 5
+    while 2 not in ids and time.time() < end:
+        m = q.recv()
+        if "id" in m:
+            ids.append(m["id"])
+    check(1 in ids and 2 in ids, "interleaved replies %r" % ids)
+    # drain whatever error replies remain, then the session still works
+    q.send_raw(b'\n{"execute": "query-status", "id": "last"}\n')
+    while True:
+        m = q.reply()
+        if m.get("id") == "last":
+            break
+    check(m["return"]["status"] == "running", "status after garbage")
+    n = ticks(serial)
+    wait_ticks(serial, n + 3)
+
+def t_two_clients(sock, serial):
+    a = QMP(sock)
+    b = QMP(SOCK2)
+    check(a.cmd("query-name", id="a")["id"] == "a", "client a")
+    check(b.cmd("query-name", id="b")["id"] == "b", "client b")
+    a.cmd("stop")
+    a.event("STOP")
+    b.event("STOP")
+    b.cmd("cont")
+    a.event("RESUME")
+    b.event("RESUME")
+
+def t_slow_client(sock, serial):
+    # One client floods requests and never reads its replies.
+    slow = connect(SOCK2)
+    slow.setblocking(False)
+    req = b'{"execute": "qmp_capabilities"}\n' + b'{"execute": "query-commands"}\n' * 200
+    sent = 0
+    end = time.time() + 3
+    while time.time() < end:
+        try:
+            sent += slow.send(req[sent % len(req):])
+        except BlockingIOError:
+            time.sleep(0.05)
+    q = QMP(sock)
+    n = ticks(serial)
+    wait_ticks(serial, n + 5)
+    check(q.cmd("query-status")["return"]["status"] == "running", "other client")
+    slow.close()
+
+def t_reconnect(sock, serial):
+    for i in range(3):
+        q = QMP(sock)
+        check(q.cmd("query-status")["return"]["running"], "session %d" % i)
+        q.s.close()
+        time.sleep(0.1)
+
+def t_powerdown(sock, serial):
+    q = QMP(sock)
+    check(q.cmd("system_powerdown") == {"return": {}}, "system_powerdown")
+    check_event_shape(q.event("POWERDOWN"), "POWERDOWN")
+
+HMP_PROMPT = b"(qemu) "
+
+class HMP:
+    def __init__(self, path):
+        self.s = connect(path)
+        self.buf = b""
+        banner = self.until_prompt()
+        check(b"monitor - type 'help' for more information" in banner, "banner %r" % banner)
+    def until_prompt(self):
+        end = time.time() + TMO
+        while not self.buf.endswith(HMP_PROMPT):
+            self.s.settimeout(max(0.01, end - time.time()))
+            try:
+                d = self.s.recv(65536)
+            except socket.timeout:
+                raise Fail("no prompt; got %r" % self.buf[-200:])
+            if not d:
+                raise Fail("connection closed")
+            self.buf += d
+        out, self.buf = self.buf[:-len(HMP_PROMPT)], b""
+        return out
+    def cmd(self, line):
+        self.s.sendall(line.encode() + b"\r\n")
+        out = self.until_prompt().decode(errors="replace")
+        # drop the echo of the line
+        return out.split("\r\n", 1)[1] if "\r\n" in out else out
+
+def t_hmp(sock, serial):
+    h = HMP(sock)
+    check(h.cmd("info status") == "VM status: running\r\n", "info status")
+    check(h.cmd("info version") == "7.2.0kvmbox 0.1.0\r\n", "info version")
+    out = h.cmd("info cpus")
+    check(out.startswith("* CPU #0: thread_id=") and "  CPU #1: thread_id=" in out, out)
+    out = h.cmd("info registers")
+    check(out.startswith("\r\nCPU#0\r\nRAX=") and "RIP=" in out and "XMM15=" in out, out)
+    out = h.cmd("x/4xw $rip")
+    check(len(out.split()) == 5 and out.split()[1].startswith("0x"), "x/4xw: " + out)
+    out = h.cmd("xp/2xg 0x100000")
+    check(out.startswith("0000000000100000: 0x"), "xp: " + out)
+    check(h.cmd("stop") == "", "stop")
+    check(h.cmd("info status") == "VM status: paused\r\n", "paused")
+    n = ticks(serial)
+    time.sleep(0.5)
+    check(ticks(serial) == n, "ticking while stopped")
+    check(h.cmd("cont") == "", "cont")
+    wait_ticks(serial, n + 3)
+    check(h.cmd("foo") == "unknown command: 'foo'\r\n", "unknown command")
+
+# --- wire compatibility: same requests to both, compare key sets and types ---
+def shape(v):
+    if isinstance(v, dict):
+        return {k: shape(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [shape(v[0])] if v else []
+    return type(v).__name__
+
+def diff(a, b, path="$"):
+    sa, sb = shape(a), shape(b)
+    if isinstance(sa, dict) and isinstance(sb, dict):
+        out = []
+        if sorted(sa) != sorted(sb):
+            out.append("%s: keys %s vs %s" % (path, sorted(sa), sorted(sb)))
+        for k in set(sa) & set(sb):
+            out += diff(a[k], b[k], path + "." + k)
+        return out
+    if isinstance(sa, list) and isinstance(sb, list):
+        if sa and sb:
+            return diff(a[0], b[0], path + "[0]")
+        return []
+    return [] if sa == sb else ["%s: %s vs %s" % (path, sa, sb)]
+
+WIRE = ["query-status", "query-version", "query-name", "query-kvm", "query-uuid",
+        "query-cpus-fast", "query-block", "query-blockstats", "query-chardev", "query-pci",
+        "query-commands", "no-such-command"]
+
+def wire_session(sock):
+    q = QMP(sock, negotiate=False)
+    out = {"greeting": q.greeting, "pre": q.cmd("query-status")}
+    out["qmp_capabilities"] = q.cmd("qmp_capabilities", id=[1, {"a": "b"}])
+    for c in WIRE:
+        out[c] = q.cmd(c, id=c)
+    out["badarg"] = q.cmd("query-status", {"x": 1})
+    out["set_link"] = q.cmd("set_link", {"name": "nic9", "up": True})
+    out["garbage"] = (q.send_raw(b"garbage\n"), q.reply())[1]
+    out["hmc"] = q.cmd("human-monitor-command", {"command-line": "info status"})
+    out["stop"] = q.cmd("stop")
+    out["STOP"] = q.event("STOP")
+    out["cont"] = q.cmd("cont")
+    out["RESUME"] = q.event("RESUME")
+    out["system_reset"] = q.cmd("system_reset")
+    out["RESET"] = q.event("RESET")
+    out["quit"] = q.cmd("quit")
+    out["SHUTDOWN"] = q.event("SHUTDOWN")
+    return out
+
+def t_wire(sock, serial):
+    qsock = sys.argv[4]
+    ours = wire_session(sock)
+    ref = wire_session(qsock)
+    problems = []
+    for k in ours:
+        if k == "query-pci":    # kvmbox has no PCI bus yet: [] vs QEMU's bus list
+            if not isinstance(ours[k].get("return"), list):
+                problems.append("query-pci: not a list")
+            continue
+        if k == "query-commands":   # different command sets; compare entry shape
+            continue
+        problems += [k + " " + p for p in diff(ours[k], ref[k])]
+    check(not problems, "; ".join(problems))
+
+TESTS = {"qmp-basic": t_basic, "qmp-stop-cont": t_stop_cont, "qmp-reset": t_reset,
+         "qmp-quit": t_quit, "qmp-bad-input": t_bad_input, "qmp-two-clients": t_two_clients,
+         "qmp-slow-client": t_slow_client, "qmp-reconnect": t_reconnect,
+         "qmp-powerdown": t_powerdown, "qmp-wire-compat": t_wire, "hmp-basic": t_hmp}
+
+if __name__ == "__main__":
+    name, sock, serial = sys.argv[1], sys.argv[2], sys.argv[3]
+    SOCK2 = sock + "2"
+    try:
+        TESTS[name](sock, serial)
+    except Fail as e:
+        print(e)
+        sys.exit(1)
+    except Exception as e:      # a protocol surprise is a failure, not a crash
+        print("%s: %s" % (type(e).__name__, e))
+        sys.exit(1)
+EOF
+
+# start NAME ARGS...: kvmbox in the background with the tick guest; QMP on
+# $SCRATCH/NAME.qmp (and .qmp2), serial in $SCRATCH/NAME.serial. Sets VMPID.
+start() {
+    local name=$1
+    shift
+    rm -f "$SCRATCH/$name.qmp" "$SCRATCH/$name.qmp2"
+    timeout -k 5 "$TMO" "$KVMBOX" -kernel "$GUEST" -append "test=tick" -smp 2 -m 128 \
+        -name montest -uuid 550e8400-e29b-41d4-a716-446655440000 -display none \
+        -serial "file:$SCRATCH/$name.serial" "$@" \
+        >"$SCRATCH/$name.out" 2>"$SCRATCH/$name.err" </dev/null &
+    VMPID=$!
+    PIDS+=("$VMPID")
+}
+
+# finish NAME: stop the VM (if still running) and check it left no sanitizer
+# report. Returns 1 (with FAIL printed) on a problem.
+finish() {
+    local name=$1 want_exit=${2:-}
+    if [ -n "$want_exit" ]; then
+        local i
+        for i in $(seq 1 $((TMO * 10))); do kill -0 "$VMPID" 2>/dev/null || break; sleep 0.1; done
+        wait "$VMPID"
+        local rc=$?
+        if [ "$rc" != "$want_exit" ]; then
+            fail "$name" "exit status $rc, want $want_exit ($(tail -1 "$SCRATCH/$name.err"))"
+            return 1
+        fi
+    else
+        kill "$VMPID" 2>/dev/null
+        wait "$VMPID" 2>/dev/null
+    fi
+    if grep -q "Sanitizer\|runtime error" "$SCRATCH/$name.err"; then
+        fail "$name" "sanitizer report: $(grep -m1 "Sanitizer\|runtime error" "$SCRATCH/$name.err")"
+        return 1
+    fi
+}
+
+client() {
+    local name=$1 test=$2
+    shift 2
+    TMO=$TMO python3 "$SCRATCH/mon.py" "$test" "$SCRATCH/$name.qmp" \
+        "$SCRATCH/$name.serial" "$@" >"$SCRATCH/$name.client" 2>&1
+}
+
+qmp_test() {
+    local name=$1 want_exit=${2:-}
+    start "$name" -qmp "unix:$SCRATCH/$name.qmp,server=on,wait=off" \
+        -qmp "unix:$SCRATCH/$name.qmp2,server=on,wait=off"
+    if ! client "$name" "$name"; then
+        fail "$name" "$(tail -1 "$SCRATCH/$name.client")"
+        finish "$name" >/dev/null
+        return
+    fi
+    finish "$name" "$want_exit" && pass "$name"
+}
+
+t_hmp_basic() {
+    local name=hmp-basic
+    start "$name" -monitor "unix:$SCRATCH/$name.qmp,server=on,wait=off"
+    if ! client "$name" "$name"; then
+        fail "$name" "$(tail -1 "$SCRATCH/$name.client")"
+        finish "$name" >/dev/null
+        return
+    fi
+    finish "$name" && pass "$name"
+}
+
+t_powerdown() {
+    # The test guest has no ACPI power-button handler yet (test=powerbutton):
+    # check the command and the POWERDOWN event only.
+    qmp_test qmp-powerdown
+}
+
+t_wire_compat() {
+    local name=qmp-wire-compat
+    if ! command -v qemu-system-x86_64 >/dev/null 2>&1; then
+        skip "$name" "qemu-system-x86_64 is not installed (the reference)"
+        return
+    fi
+    rm -f "$SCRATCH/ref.qmp"
+    timeout -k 5 "$TMO" qemu-system-x86_64 -enable-kvm -M pc -nodefaults -display none \
+        -kernel "$MBGUEST" -append test=halt -smp 2 -m 128 -name montest \
+        -uuid 550e8400-e29b-41d4-a716-446655440000 -serial "file:$SCRATCH/ref.serial" \
+        -qmp "unix:$SCRATCH/ref.qmp,server=on,wait=off" >"$SCRATCH/ref.out" 2>&1 </dev/null &
+    local qpid=$!
+    PIDS+=("$qpid")
+    start "$name" -qmp "unix:$SCRATCH/$name.qmp,server=on,wait=off"
+    if ! client "$name" "$name" "$SCRATCH/ref.qmp"; then
+        fail "$name" "$(tail -1 "$SCRATCH/$name.client")"
+        finish "$name" >/dev/null
+        kill "$qpid" 2>/dev/null
+        return
+    fi
+    wait "$qpid" 2>/dev/null
+    finish "$name" 0 && pass "$name"
+}
+
+for t in $TESTS; do
+    case $t in
+    qmp-basic|qmp-stop-cont|qmp-reset|qmp-bad-input|qmp-two-clients|qmp-slow-client|qmp-reconnect)
+        qmp_test "$t" ;;
+    qmp-quit) qmp_test "$t" 0 ;;
+    qmp-powerdown) t_powerdown ;;
+    qmp-wire-compat) t_wire_compat ;;
+    hmp-basic) t_hmp_basic ;;
+    *) fail "$t" "no such test (have: $ALL_TESTS)" ;;
+    esac
+done
+exit $failed
