@@ -175,7 +175,9 @@ void chardev_write(struct chardev *c, const void *buf, size_t len)
         ssize_t r = write(c->log_fd, buf, len);
         (void)r;
     }
-    while (len && c->out_fd >= 0) {
+    bool was_empty = c->olen == 0;
+    /* Keep the order: while earlier output waits, new bytes queue behind. */
+    while (len && c->out_fd >= 0 && c->olen == 0) {
         ssize_t n = write(c->out_fd, p, len);
         if (n > 0) {
             p += n;
@@ -184,9 +186,31 @@ void chardev_write(struct chardev *c, const void *buf, size_t len)
         }
         if (n < 0 && errno == EINTR)
             continue;
-        if (n < 0 && errno == EAGAIN && !c->nonblocking_out)
-            continue;   /* cannot happen on blocking fds; be safe */
-        break;          /* EAGAIN on a slow peer, EIO/EPIPE: drop */
+        break;          /* EAGAIN on a slow peer, EIO/EPIPE: see below */
+    }
+    if (len && c->out_fd >= 0 && c->nonblocking_out && (errno == EAGAIN || c->olen)) {
+        size_t room = CHARDEV_OUTBUF_MAX - c->olen;
+        size_t take = len < room ? len : room;
+        if (c->olen + take > c->ocap) {
+            size_t cap = c->ocap ? c->ocap : 4096;
+            while (cap < c->olen + take)
+                cap *= 2;
+            uint8_t *nb = realloc(c->obuf, cap);
+            if (nb) {
+                c->obuf = nb;
+                c->ocap = cap;
+            } else {
+                take = 0;
+            }
+        }
+        memcpy(c->obuf + c->olen, p, take);
+        c->olen += take;
+        len -= take;
+        if (was_empty && c->olen) {
+            uint64_t one = 1;
+            ssize_t r = write(c->flush_fd, &one, sizeof one);
+            (void)r;
+        }
     }
     if (len) {
         c->dropped += len;
@@ -195,6 +219,62 @@ void chardev_write(struct chardev *c, const void *buf, size_t len)
                         (unsigned long long)c->dropped);
     }
     pthread_mutex_unlock(&c->lock);
+}
+
+/* Loop thread: the peer can take more of the buffered output. */
+static void chardev_on_writable(void *opaque, int fd, uint32_t events)
+{
+    struct chardev *c = opaque;
+    pthread_mutex_lock(&c->lock);
+    size_t off = 0;
+    while (off < c->olen && c->out_fd >= 0) {
+        ssize_t n = write(c->out_fd, c->obuf + off, c->olen - off);
+        if (n > 0) {
+            off += (size_t)n;
+            continue;
+        }
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && errno != EAGAIN)
+            off = c->olen;      /* peer gone: its input side will notice */
+        break;
+    }
+    memmove(c->obuf, c->obuf + off, c->olen - off);
+    c->olen -= off;
+    bool done = c->olen == 0;
+    pthread_mutex_unlock(&c->lock);
+    if (done && c->out_watched) {
+        loop_del_fd(c->loop, fd);
+        c->out_watched = false;
+    }
+}
+
+/* Loop thread: output started waiting; watch the peer for room. */
+static void chardev_on_flush(void *opaque, int fd, uint32_t events)
+{
+    struct chardev *c = opaque;
+    uint64_t v;
+    ssize_t r = read(fd, &v, sizeof v);
+    (void)r;
+    pthread_mutex_lock(&c->lock);
+    bool pending = c->olen > 0;
+    int out = c->out_fd;
+    pthread_mutex_unlock(&c->lock);
+    if (pending && out >= 0 && !c->out_watched &&
+        loop_add_fd(c->loop, out, EPOLLOUT, chardev_on_writable, c) == 0)
+        c->out_watched = true;
+}
+
+void chardev_output_reset(struct chardev *c)
+{
+    pthread_mutex_lock(&c->lock);
+    c->olen = 0;
+    int out = c->out_fd;
+    pthread_mutex_unlock(&c->lock);
+    if (c->out_watched && c->loop) {
+        loop_del_fd(c->loop, out);
+        c->out_watched = false;
+    }
 }
 
 static int chardev_pty_open(struct chardev *c, const char *opt, char *err, size_t errlen)
@@ -216,8 +296,9 @@ static int chardev_pty_open(struct chardev *c, const char *opt, char *err, size_
     c->pty_name = strdup(ptsname(fd));
     fprintf(stderr, "char device redirected to %s (label %s)\n",
             c->pty_name ? c->pty_name : "?", c->label);
-    c->in_fd = c->out_fd = fd;
-    c->own_in = true;
+    c->in_fd = fd;
+    c->out_fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);     /* watched for EPOLLOUT on its own */
+    c->own_in = c->own_out = true;
     c->nonblocking_out = true;
     return 0;
 }
@@ -283,11 +364,18 @@ struct chardev *chardev_alloc(const char *label, struct loop *loop, char *err, s
     c->in_fd = c->out_fd = c->listen_fd = c->retry_fd = c->log_fd = -1;
     pthread_mutex_init(&c->lock, NULL);
     c->ready_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    if (c->ready_fd < 0 ||
-        (loop && loop_add_fd(loop, c->ready_fd, EPOLLIN, chardev_on_ready, c) < 0)) {
+    c->flush_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    bool ready_added = false;
+    if (c->ready_fd < 0 || c->flush_fd < 0 ||
+        (loop && !(ready_added = loop_add_fd(loop, c->ready_fd, EPOLLIN, chardev_on_ready, c) == 0)) ||
+        (loop && loop_add_fd(loop, c->flush_fd, EPOLLIN, chardev_on_flush, c) < 0)) {
         snprintf(err, errlen, "%s: cannot create an eventfd: %s", label, strerror(errno));
+        if (ready_added)
+            loop_del_fd(loop, c->ready_fd);
         if (c->ready_fd >= 0)
             close(c->ready_fd);
+        if (c->flush_fd >= 0)
+            close(c->flush_fd);
         pthread_mutex_destroy(&c->lock);
         free(c);
         return NULL;
@@ -420,11 +508,18 @@ void chardev_free(struct chardev *c)
             loop_del_fd(c->loop, c->ready_fd);
         if (c->retry_fd >= 0)
             loop_del_fd(c->loop, c->retry_fd);
+        if (c->flush_fd >= 0)
+            loop_del_fd(c->loop, c->flush_fd);
+        if (c->out_watched)
+            loop_del_fd(c->loop, c->out_fd);
     }
     if (c->kind == CHARDEV_STDIO)
         chardev_restore_terminal();
-    if (c->own_in && c->in_fd >= 0)
+    if ((c->own_in || c->kind == CHARDEV_UNIX || c->kind == CHARDEV_TCP) && c->in_fd >= 0)
         close(c->in_fd);
+    if ((c->kind == CHARDEV_UNIX || c->kind == CHARDEV_TCP) && c->out_fd >= 0 &&
+        c->out_fd != c->in_fd)
+        close(c->out_fd);
     if (c->own_out && c->out_fd >= 0 && c->out_fd != c->in_fd)
         close(c->out_fd);
     if (c->listen_fd >= 0)
@@ -437,6 +532,9 @@ void chardev_free(struct chardev *c)
         close(c->ready_fd);
     if (c->retry_fd >= 0)
         close(c->retry_fd);
+    if (c->flush_fd >= 0)
+        close(c->flush_fd);
+    free(c->obuf);
     if (c->log_fd >= 0)
         close(c->log_fd);
     free(c->desc);

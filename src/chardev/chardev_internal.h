@@ -9,6 +9,7 @@
 #include "core/log.h"
 
 #define CHARDEV_INBUF 4096
+#define CHARDEV_OUTBUF_MAX (4u << 20)
 
 struct chardev {
     char label[32];
@@ -22,7 +23,15 @@ struct chardev {
     int ready_fd;                /* eventfd: front end has room again */
     bool in_watched;             /* in_fd registered in the loop */
     bool own_in, own_out;        /* close on chardev_close */
-    bool nonblocking_out;        /* drop instead of blocking */
+    bool nonblocking_out;        /* never block on out_fd: buffer, then drop */
+    /* Output a non-blocking peer could not take yet (sockets, ptys): kept
+     * up to CHARDEV_OUTBUF_MAX and written by the loop when the peer can
+     * take it, so a slow QMP client still gets whole replies. out_fd is a
+     * dup of in_fd there, so it can be watched for EPOLLOUT on its own. */
+    uint8_t *obuf;
+    size_t olen, ocap;
+    bool out_watched;            /* loop thread only */
+    int flush_fd;                /* eventfd: output is waiting (any thread -> loop) */
     bool no_signals;             /* stdio: ISIG off (Ctrl-C is a byte) */
     bool connected;              /* the peer is there (socket: a client) */
     bool server;                 /* socket: listening */
@@ -71,6 +80,8 @@ void chardev_mux_frontend_event_set(struct chardev *fe);
 /* socket server: a client connected or went away (loop thread). */
 void chardev_attach_client(struct chardev *c, int fd);
 void chardev_detach_client(struct chardev *c);
+/* Drop buffered output and stop watching out_fd (peer gone). Loop thread. */
+void chardev_output_reset(struct chardev *c);
 /* (Re)start watching in_fd for input. */
 void chardev_watch_input(struct chardev *c);
 

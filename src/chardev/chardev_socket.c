@@ -25,8 +25,13 @@
 void chardev_attach_client(struct chardev *c, int fd)
 {
     fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+    /* A second descriptor for output, so the loop can watch it for
+     * EPOLLOUT independently of the input watch (chardev_on_writable). */
+    int out = fcntl(fd, F_DUPFD_CLOEXEC, 0);
     pthread_mutex_lock(&c->lock);
-    c->in_fd = c->out_fd = fd;
+    c->in_fd = fd;
+    c->out_fd = out;
+    c->olen = 0;
     pthread_mutex_unlock(&c->lock);
     c->in_len = c->in_off = 0;
     c->telnet_state = 0;
@@ -86,12 +91,15 @@ static void chardev_on_accept(void *opaque, int fd, uint32_t events)
 
 void chardev_detach_client(struct chardev *c)
 {
+    chardev_output_reset(c);
     pthread_mutex_lock(&c->lock);
-    int fd = c->in_fd;
+    int fd = c->in_fd, out = c->out_fd;
     c->in_fd = c->out_fd = -1;
     pthread_mutex_unlock(&c->lock);
     if (fd >= 0)
         close(fd);
+    if (out >= 0 && out != fd)
+        close(out);
     if (c->loop && c->listen_fd >= 0)
         loop_add_fd(c->loop, c->listen_fd, EPOLLIN, chardev_on_accept, c);
     if (fd >= 0)

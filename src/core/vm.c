@@ -392,6 +392,19 @@ int vm_add_listener(struct vm *vm, void (*fn)(void *opaque, const struct vm_even
     return 0;
 }
 
+void vm_remove_listener(struct vm *vm, void (*fn)(void *opaque, const struct vm_event *ev),
+                        void *opaque)
+{
+    for (unsigned i = 0; i < vm->nr_listeners; i++) {
+        if (vm->listeners[i].fn == fn && vm->listeners[i].opaque == opaque) {
+            memmove(&vm->listeners[i], &vm->listeners[i + 1],
+                    (vm->nr_listeners - i - 1) * sizeof vm->listeners[0]);
+            vm->nr_listeners--;
+            return;
+        }
+    }
+}
+
 static void vm_emit(struct vm *vm, enum vm_event_kind kind, bool guest, const char *reason)
 {
     struct vm_event ev = { kind, guest, reason };
@@ -481,8 +494,13 @@ int vm_system_powerdown(struct vm *vm)
 
 void vm_quit(struct vm *vm, const char *reason)
 {
-    if (!vm->exit_reason)
+    /* The event goes out now, before the command's reply, as QEMU orders
+     * them (main thread: the listeners are called right here). */
+    if (!vm->exit_reason) {
         vm->exit_reason = reason;
+        vm->exit_event_sent = true;
+        vm_emit(vm, VM_EVENT_SHUTDOWN, false, reason);
+    }
     vm_request_exit(vm, 0);
 }
 
@@ -493,7 +511,7 @@ static void vm_on_wake(void *opaque)
     unsigned req = atomic_exchange(&vm->requests, 0);
     if (req & VM_REQ_EXIT) {
         atomic_fetch_or(&vm->requests, VM_REQ_EXIT);    /* keep it visible */
-        if (vm->exit_reason)
+        if (vm->exit_reason && !vm->exit_event_sent)
             vm_emit(vm, VM_EVENT_SHUTDOWN, false, vm->exit_reason);
         loop_quit(vm->loop);
         return;

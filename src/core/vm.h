@@ -94,7 +94,7 @@ struct vm_event {
                                "host-qmp-system-reset", "host-signal",
                                "host-ui", "guest-panic" */
 };
-#define VM_MAX_LISTENERS 8
+#define VM_MAX_LISTENERS 64     /* one per QMP monitor, plus a few */
 
 /* What the machine does to (re)start the guest: load the kernel and firmware
  * tables into RAM and put the boot vCPU at the entry point. Called on the
@@ -150,6 +150,7 @@ struct vm {
     } listeners[VM_MAX_LISTENERS];
     unsigned nr_listeners;
     const char *exit_reason;                /* ShutdownCause of the exit */
+    bool exit_event_sent;                   /* SHUTDOWN already emitted for it */
 };
 
 /* Create the KVM VM with RAM, in-kernel irqchip and PIT, and the vCPUs (not
@@ -188,6 +189,8 @@ void vm_quit(struct vm *vm, const char *reason);
 /* Get told about lifecycle events (main thread). -ENOSPC when full. */
 int vm_add_listener(struct vm *vm, void (*fn)(void *opaque, const struct vm_event *ev),
                     void *opaque);
+void vm_remove_listener(struct vm *vm, void (*fn)(void *opaque, const struct vm_event *ev),
+                        void *opaque);
 
 /* Main thread: stop every vCPU at its next exit and wait until all are
  * parked; vm_resume_vcpus lets them go. */

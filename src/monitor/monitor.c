@@ -24,19 +24,9 @@ static void monitor_on_event(void *opaque, enum chardev_event ev)
     }
 }
 
-/* The vm has no vm_remove_listener (yet): take ours out by hand (main
- * thread, like every listener change). */
 static void monitor_unlisten(struct monitor *m)
 {
-    struct vm *vm = m->vm;
-    for (unsigned i = 0; i < vm->nr_listeners; i++) {
-        if (vm->listeners[i].opaque == m && vm->listeners[i].fn == qmp_vm_event) {
-            memmove(&vm->listeners[i], &vm->listeners[i + 1],
-                    (vm->nr_listeners - i - 1) * sizeof vm->listeners[0]);
-            vm->nr_listeners--;
-            return;
-        }
-    }
+    vm_remove_listener(m->vm, qmp_vm_event, m);
 }
 
 static struct monitor *monitor_alloc(struct vm *vm, enum monitor_mode mode, bool pretty)

@@ -93,16 +93,6 @@ void qmp_send(struct monitor *m, const struct json *j)
     free(s);
 }
 
-/* A deep copy (the json API has none): through text, bounded by the
- * request's own size. */
-static struct json *copy_json(const struct json *j)
-{
-    char *t = json_to_string(j);
-    struct json *c = t ? json_parse(t, strlen(t), NULL, 0) : NULL;
-    free(t);
-    return c;
-}
-
 /* {"error": {"class": C, "desc": D}[, "id": ID]} */
 static void send_error(struct monitor *m, const char *cls, const char *desc,
                        const struct json *id)
@@ -118,7 +108,7 @@ static void send_error(struct monitor *m, const char *cls, const char *desc,
         json_free(r);
         return;
     }
-    struct json *copy = id ? copy_json(id) : NULL;  /* id belongs to the request */
+    struct json *copy = id ? json_copy(id) : NULL;  /* id belongs to the request */
     if (copy)
         json_object_set(r, "id", copy);
     qmp_send(m, r);
@@ -355,7 +345,7 @@ static void dispatch(struct monitor *m, struct json *req)
     }
     json_free(no_args);
     if (ret) {
-        send_return(m, ret, id ? copy_json(id) : NULL);
+        send_return(m, ret, id ? json_copy(id) : NULL);
         return;
     }
     if (!e.cls)

@@ -52,6 +52,7 @@ int virtio_dev_init(struct virtio_dev *vd, const struct virtio_device_ops *ops, 
         virtq_init(&vd->vqs[i], mem, max);
     vd->s.config_msix_vector = VIRTIO_MSI_NO_VECTOR;
     vd->rl = (struct log_ratelimit)LOG_RATELIMIT_INIT;
+    vd->rl_broken = (struct log_ratelimit)LOG_RATELIMIT_INIT;
     int rc = pthread_mutex_init(&vd->lock, NULL);
     if (rc != 0)
         return -rc;
@@ -107,7 +108,9 @@ void virtio_dev_set_needs_reset(struct virtio_dev *vd, const char *why)
     uint8_t old = __atomic_fetch_or(&vd->s.status, VIRTIO_STATUS_NEEDS_RESET, __ATOMIC_ACQ_REL);
     if (old & VIRTIO_STATUS_NEEDS_RESET)
         return;     /* already broken: one message, one notification */
-    log_ratelimited(&vd->rl, LOG_WARN, "%s: device needs reset: %s",
+    /* Only the caller that set the bit gets here, and reset (which clears
+     * it) first stops the I/O thread: rl_broken has one user at a time. */
+    log_ratelimited(&vd->rl_broken, LOG_WARN, "%s: device needs reset: %s",
                     vd->ops->name ? vd->ops->name : "virtio", why ? why : "device error");
     /* §2.1.2: after DRIVER_OK, NEEDS_RESET comes with a configuration
      * change notification. */

@@ -87,7 +87,8 @@ struct virtio_dev {
     struct virtio_dev_state s;
     unsigned num_queues;
     struct virtq vqs[VIRTIO_MAX_QUEUES];
-    struct log_ratelimit rl;
+    struct log_ratelimit rl;        /* status-write complaints (vCPU, lock held) */
+    struct log_ratelimit rl_broken; /* NEEDS_RESET reasons (any thread, once per breakage) */
 };
 
 /* device_features = ops->features() | VERSION_1 | INDIRECT_DESC | EVENT_IDX;
