@@ -16,6 +16,7 @@
 #include "hw/fw_cfg.h"
 #include "hw/i8042.h"
 #include "hw/isa_debug_exit.h"
+#include "hw/pci/pci.h"
 #include "hw/port80.h"
 #include "hw/reset_control.h"
 #include "hw/rtc_cmos.h"
@@ -47,6 +48,7 @@ struct pc_machine {
     struct fw_cfg *fw_cfg;
     struct acpi_pm *pm;
     struct reset_control *reset_ctl;
+    struct pci_bus pci;
     struct testdev *testdev;
     struct isa_debug_exit *debug_exit;
     struct irq_line kbd_irq, rtc_irq, sci_irq;
@@ -148,6 +150,8 @@ static void pc_pm_reset(void *o) { acpi_pm_reset(o); }
 static void pc_pm_free(void *o) { acpi_pm_free(o); }
 static void pc_reset_ctl_reset(void *o) { reset_control_reset(o); }
 static void pc_reset_ctl_free(void *o) { reset_control_free(o); }
+static void pc_pci_reset(void *o) { pci_bus_reset(o); }
+static void pc_pci_free(void *o) { pci_bus_destroy(o); }
 static void pc_testdev_reset(void *o) { testdev_reset(o); }
 static void pc_testdev_free(void *o) { testdev_free(o); }
 static void pc_debug_exit_free(void *o) { isa_debug_exit_free(o); }
@@ -312,9 +316,24 @@ static int pc_create_devices(struct pc_machine *pc, struct vm *vm, char *err, si
         return -1;
     pc->reset_ctl = reset_control_new(pc_reset_request, vm);
     if (pc_add(vm, "reset-control", pc_reset_ctl_reset, pc_reset_ctl_free, pc->reset_ctl,
-               err, errlen) < 0 ||
-        pc_register(vm, &vm->pio, PORT_RESET_CONTROL, 1, "reset-control",
-                    &reset_control_bus_ops, pc->reset_ctl, err, errlen) < 0)
+               err, errlen) < 0)
+        return -1;
+    /* The PCI host bridge owns the dword at 0xCF8, so the reset control
+     * register at 0xCF9 is reached through it (as on PIIX/ICH chipsets). */
+    struct pci_bus_config pcfg = {
+        .ecam_base = LAYOUT_PCI_ECAM_BASE,
+        .mmio_base = LAYOUT_PCI_MMIO_BASE, .mmio_size = LAYOUT_PCI_MMIO_SIZE,
+        .io_base = LAYOUT_PCI_IO_BASE, .io_size = LAYOUT_PCI_IO_SIZE,
+        .intx_gsi_base = LAYOUT_PCI_INTX_GSI_BASE,
+        .cf9_ops = &reset_control_bus_ops, .cf9_opaque = pc->reset_ctl,
+    };
+    int pr = pci_bus_init(&pc->pci, vm, &vm->pio, &vm->mmio, &pcfg);
+    if (pr < 0) {
+        snprintf(err, errlen, "cannot create the PCI bus: %s", strerror(-pr));
+        return -1;
+    }
+    /* Added before any PCI device, so devices are freed first. */
+    if (pc_add(vm, "pci", pc_pci_reset, pc_pci_free, &pc->pci, err, errlen) < 0)
         return -1;
 
     pc->testdev = testdev_new(pc_boot_timer, vm);
@@ -359,9 +378,19 @@ static int pc_load_boot(struct vm *vm)
         if (pc->apic_ids[i] >= ioapic_id)
             ioapic_id = pc->apic_ids[i] + 1;
     size_t used;
-    int r = mptable_build(gmem_ptr(&vm->mem, LAYOUT_MPTABLE_START, LAYOUT_MPTABLE_SIZE),
-                          LAYOUT_MPTABLE_SIZE, LAYOUT_MPTABLE_START, cfg->smp.cpus,
-                          pc->apic_ids, ioapic_id, LAYOUT_IOAPIC_BASE, &used);
+    /* BARs placed as firmware would (Linux keeps them; with acpi=off it
+     * could not place them itself inside our windows). */
+    int r = pci_bus_assign_resources(&pc->pci);
+    if (r < 0) {
+        log_err("cannot place the PCI devices' BARs: %s", strerror(-r));
+        return -1;
+    }
+    struct mptable_config mc = {
+        .ncpus = cfg->smp.cpus, .apic_ids = pc->apic_ids, .ioapic_id = ioapic_id,
+        .ioapic_addr = LAYOUT_IOAPIC_BASE, .pci = true,
+    };
+    r = mptable_build_config(gmem_ptr(&vm->mem, LAYOUT_MPTABLE_START, LAYOUT_MPTABLE_SIZE),
+                             LAYOUT_MPTABLE_SIZE, LAYOUT_MPTABLE_START, &mc, &used);
     if (r < 0) {
         log_err("cannot build the MP table: %s", strerror(-r));
         return -1;
@@ -370,6 +399,7 @@ static int pc_load_boot(struct vm *vm)
         struct acpi_config ac = {
             .ncpus = cfg->smp.cpus, .max_cpus = cfg->smp.maxcpus, .apic_ids = pc->apic_ids,
             .ioapic_addr = LAYOUT_IOAPIC_BASE, .ioapic_id = ioapic_id, .has_i8042 = true,
+            .pci = true,
         };
         r = acpi_build(gmem_ptr(&vm->mem, LAYOUT_ACPI_START, LAYOUT_ACPI_SIZE), LAYOUT_ACPI_SIZE,
                        LAYOUT_ACPI_START, &ac, &used);
