@@ -6,6 +6,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "block/block.h"
+
 #define CONFIG_MAX_SERIAL 4
 #define CONFIG_MAX_CHARDEVS 16
 #define CONFIG_MAX_MONITORS 8
@@ -57,6 +59,45 @@ struct smp_config {
     unsigned cpus, sockets, cores, threads, maxcpus;
 };
 
+#define CONFIG_MAX_DRIVES  16
+#define CONFIG_MAX_DEVICES 32
+
+/* -drive (QEMU's blockdev-era syntax subset). */
+enum drive_interface { DRIVE_IF_NONE, DRIVE_IF_VIRTIO };
+
+struct drive_config {
+    char *id;                      /* id= or QEMU's implied "virtioN" */
+    char *file;
+    char *format;                  /* NULL: probe */
+    enum drive_interface iface;
+    int index;                     /* -1: unset */
+    enum blk_cache_mode cache;
+    enum blk_aio aio;
+    bool snapshot, read_only, discard;
+    char *serial;
+    bool used;                     /* attached to a device (machine, at creation) */
+};
+
+enum device_kind {
+    DEVICE_VIRTIO_BLK,             /* virtio-blk-pci */
+    DEVICE_VIRTIO_SERIAL,          /* virtio-serial-pci: the bus for virtconsole */
+    DEVICE_VIRTCONSOLE,            /* virtconsole on a virtio-serial bus */
+    DEVICE_VIRTIO_RNG,             /* virtio-rng-pci */
+};
+
+struct device_config {
+    enum device_kind kind;
+    char *id;
+    int devfn;                     /* addr=SLOT[.FN]; -1: first free slot */
+    /* virtio-blk-pci */
+    char *drive, *serial;
+    unsigned num_queues, queue_size;
+    uint32_t logical_block_size, physical_block_size;
+    /* virtconsole */
+    char *chardev;
+    char *bus;                     /* bus=SERIALID.0; NULL: the only virtio-serial */
+};
+
 struct vm_config {
     uint64_t ram_size;             /* bytes */
     struct smp_config smp;
@@ -88,6 +129,11 @@ struct vm_config {
         bool present;
         uint16_t iobase, iosize;
     } debug_exit;
+    struct drive_config drives[CONFIG_MAX_DRIVES];
+    unsigned nr_drives;
+    struct device_config devices[CONFIG_MAX_DEVICES];
+    unsigned nr_devices;
+    bool snapshot;                 /* -snapshot: every drive snapshot=on */
 };
 
 /* What config_parse() asks the caller to do. */
@@ -101,6 +147,15 @@ enum config_result {
  * and the expected form has been printed to stderr. */
 enum config_result config_parse(struct vm_config *cfg, int argc, char **argv);
 void config_free(struct vm_config *cfg);
+
+/* -device and -drive (devices.c, drive.c): 0, 1 when a help listing was
+ * printed (exit 0), or -EINVAL with a one-line message in err. */
+int config_parse_device(struct vm_config *cfg, const char *arg, char *err, unsigned errlen);
+int config_parse_drive(struct vm_config *cfg, const char *arg, char *err, unsigned errlen);
+/* Cross-checks once all options are read (drive ids referenced by
+ * devices exist, virtconsole has its bus, ...). */
+int config_check_devices(struct vm_config *cfg, char *err, unsigned errlen);
+void config_free_devices(struct vm_config *cfg);
 
 /* Helpers shared with other parsers (also unit-tested). */
 /* "128" (MiB by default_unit), "128M", "2G", "512k", "1T": 0 or -EINVAL/-ERANGE. */

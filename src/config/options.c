@@ -498,71 +498,31 @@ static int opt_logfile(struct parse_ctx *ctx, const char *arg)
     return set_string(&ctx->cfg->logfile, arg);
 }
 
-static int parse_u16(const char *v, uint16_t *out)
-{
-    char *end;
-    errno = 0;
-    unsigned long n = strtoul(v, &end, 0);
-    if (!*v || *end || errno || n > 0xFFFF)
-        return -EINVAL;
-    *out = (uint16_t)n;
-    return 0;
-}
-
-static int device_isa_debug_exit(struct parse_ctx *ctx, struct keyval *kv)
-{
-    struct vm_config *cfg = ctx->cfg;
-    const char *iobase = keyval_get(kv, "iobase");
-    const char *iosize = keyval_get(kv, "iosize");
-    keyval_get(kv, "id");
-    cfg->debug_exit.iobase = 0x501;     /* QEMU's defaults */
-    cfg->debug_exit.iosize = 2;
-    if (iobase && parse_u16(iobase, &cfg->debug_exit.iobase) < 0)
-        return fail(ctx, "-device isa-debug-exit: bad iobase '%s' (expected a port number, e.g. 0xf4)", iobase);
-    if (iosize && (parse_u16(iosize, &cfg->debug_exit.iosize) < 0 ||
-                   (cfg->debug_exit.iosize != 1 && cfg->debug_exit.iosize != 2 &&
-                    cfg->debug_exit.iosize != 4)))
-        return fail(ctx, "-device isa-debug-exit: bad iosize '%s' (expected 1, 2 or 4)", iosize);
-    if ((uint32_t)cfg->debug_exit.iobase + cfg->debug_exit.iosize > 0x10000)
-        return fail(ctx, "-device isa-debug-exit: iobase+iosize beyond port 0xffff");
-    const char *unused = keyval_unused(kv);
-    if (unused)
-        return fail(ctx, "-device isa-debug-exit: unknown property '%s' (expected iobase=PORT,iosize=1|2|4)", unused);
-    if (cfg->debug_exit.present)
-        return fail(ctx, "-device isa-debug-exit: only one instance is supported");
-    cfg->debug_exit.present = true;
-    return 0;
-}
 
 static int opt_device(struct parse_ctx *ctx, const char *arg)
 {
-    if (is_help(arg)) {
-        printf("Misc devices:\n"
-               "name \"isa-debug-exit\", bus ISA\n");
+    int r = config_parse_device(ctx->cfg, arg, ctx->err, sizeof ctx->err);
+    if (r == 1)
         ctx->exit_ok = true;
-        return 0;
-    }
-    struct keyval kv;
-    if (keyval_parse(&kv, arg, "driver") < 0)
-        return fail(ctx, "-device: cannot parse '%s' (expected DRIVER[,prop=value,...])", arg);
-    const char *driver = keyval_get(&kv, "driver");
-    int ret;
-    if (driver && !strcmp(driver, "isa-debug-exit")) {
-        if (keyval_get(&kv, "help")) {
-            printf("isa-debug-exit options:\n"
-                   "  iobase=<uint32>        -  (default: 1281)\n"
-                   "  iosize=<uint32>        -  (default: 2)\n");
-            ctx->exit_ok = true;
-            ret = 0;
-        } else {
-            ret = device_isa_debug_exit(ctx, &kv);
-        }
-    } else {
-        ret = fail(ctx, "-device: '%s' is not supported yet (-device help lists the devices)",
-                   driver ? driver : arg);
-    }
-    keyval_free(&kv);
-    return ret;
+    return r < 0 ? r : 0;
+}
+
+static int opt_drive(struct parse_ctx *ctx, const char *arg)
+{
+    return config_parse_drive(ctx->cfg, arg, ctx->err, sizeof ctx->err);
+}
+
+static int opt_snapshot(struct parse_ctx *ctx, const char *arg)
+{
+    ctx->cfg->snapshot = true;
+    return 0;
+}
+
+/* -hda..-hdd and -cdrom are IDE drives in QEMU. */
+static int opt_ide_disk(struct parse_ctx *ctx, const char *arg)
+{
+    return fail(ctx, "-hda/-hdb/-hdc/-hdd/-cdrom: '%s' would be an IDE drive, and kvmbox has "
+                "no IDE controller yet (expected -drive file=%s,if=virtio)", arg, arg);
 }
 
 static int opt_version(struct parse_ctx *ctx, const char *arg);
@@ -594,6 +554,13 @@ static const struct option_def options[] = {
     { "no-shutdown", false, opt_no_shutdown, "-no-shutdown       guest power-off stops the VM instead of exiting" },
     { "S",          false, opt_start_paused, "-S                 start with the vCPUs stopped (cont starts them)" },
     { "no-acpi",    false, opt_no_acpi,    "-no-acpi           no ACPI tables (MP table only; no ACPI power-off)" },
+    { "drive",      true,  opt_drive,      "-drive file=P,if=virtio|none[,format=raw][,cache=M][,aio=threads|io_uring][,snapshot=on][,readonly=on][,id=ID][,serial=S]" },
+    { "snapshot",   false, opt_snapshot,   "-snapshot          writes to every drive go to a temporary overlay" },
+    { "hda",        true,  opt_ide_disk,   NULL },
+    { "hdb",        true,  opt_ide_disk,   NULL },
+    { "hdc",        true,  opt_ide_disk,   NULL },
+    { "hdd",        true,  opt_ide_disk,   NULL },
+    { "cdrom",      true,  opt_ide_disk,   NULL },
     { "device",     true,  opt_device,     "-device DRIVER[,prop=v]  add a device (-device help)" },
     { "pidfile",    true,  opt_pidfile,    "-pidfile FILE      write the process id to FILE" },
     { "daemonize",  false, opt_daemonize,  "-daemonize         detach after start-up" },
@@ -672,6 +639,8 @@ static int check_frontend(struct parse_ctx *ctx, const char *option, const char 
 static int config_finish(struct parse_ctx *ctx)
 {
     struct vm_config *cfg = ctx->cfg;
+    if (config_check_devices(cfg, ctx->err, sizeof ctx->err) < 0)
+        return -EINVAL;
     int ret = config_defaults_chardevs(ctx);
     if (ret)
         return ret;
@@ -762,6 +731,7 @@ enum config_result config_parse(struct vm_config *cfg, int argc, char **argv)
 
 void config_free(struct vm_config *cfg)
 {
+    config_free_devices(cfg);
     free(cfg->kernel);
     free(cfg->initrd);
     free(cfg->append);

@@ -64,15 +64,21 @@ int iothread_start(struct iothread *t)
     return 0;
 }
 
+void iothread_stop(struct iothread *t)
+{
+    if (!t || !t->started)
+        return;
+    atomic_store(&t->stopping, true);
+    loop_wake(t->loop);
+    pthread_join(t->thread, NULL);
+    t->started = false;
+}
+
 void iothread_free(struct iothread *t)
 {
     if (!t)
         return;
-    if (t->started) {
-        atomic_store(&t->stopping, true);
-        loop_wake(t->loop);
-        pthread_join(t->thread, NULL);
-    }
+    iothread_stop(t);
     loop_free(t->loop);
     free(t);
 }

@@ -14,7 +14,10 @@ struct loop;
 struct iothread *iothread_new(const char *name);
 struct loop *iothread_loop(struct iothread *t);
 int iothread_start(struct iothread *t);
-/* Stop the thread (joins it) and free everything. */
+/* Stop the thread (joins it); the loop stays usable from the caller's
+ * thread (handlers may be removed) until iothread_free. Idempotent. */
+void iothread_stop(struct iothread *t);
+/* Stop if needed and free everything. */
 void iothread_free(struct iothread *t);
 
 #endif

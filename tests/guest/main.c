@@ -30,6 +30,7 @@
 
 #define VEC_PIT        0x30
 #define VEC_COM1       0x34
+#define VEC_SCI        0x38
 #define VEC_LAPIC_TMR  0x40
 #define VEC_SPURIOUS   0xFF
 
@@ -47,6 +48,7 @@ enum {
     FC_BADTEST = 8,
     FC_HELLO = 9,
     FC_ECHO = 10,
+    FC_POWERBTN = 11,
 };
 
 /* ---------------- failure, boot info ---------------- */
@@ -233,6 +235,7 @@ static int madt_ncpus = -1;
 static int pit_gsi = 2;          /* ISA IRQ0's GSI: from the MADT override */
 static int pit_gsi_from_madt;
 static int com1_gsi = 4;        /* ISA IRQ4's GSI: from the MADT override */
+static struct { u8 present; u32 gsi; u16 flags; } madt_iso[16];   /* by ISA IRQ */
 
 static const u8 *find_rsdp(void)
 {
@@ -298,6 +301,11 @@ static void parse_madt(void)
         } else if (type == 2 && elen >= 10) {
             u8 src = madt[off + 3];
             u32 gsi = *(const u32 *)(madt + off + 4);
+            if (src < 16) {
+                madt_iso[src].present = 1;
+                madt_iso[src].gsi = gsi;
+                madt_iso[src].flags = *(const u16 *)(madt + off + 8);
+            }
             if (src == 0) {
                 pit_gsi = (int)gsi;
                 pit_gsi_from_madt = 1;
@@ -350,7 +358,7 @@ struct idt_gate {
 static struct idt_gate idt[256] __attribute__((aligned(16)));
 
 extern const u64 isr_table[32];
-extern const u64 isr_48_addr, isr_52_addr, isr_64_addr, isr_255_addr;
+extern const u64 isr_48_addr, isr_52_addr, isr_56_addr, isr_64_addr, isr_255_addr;
 
 static void idt_set(int vec, u64 handler)
 {
@@ -369,6 +377,7 @@ static void idt_init(void)
         idt_set(i, isr_table[i]);
     idt_set(VEC_PIT, isr_48_addr);
     idt_set(VEC_COM1, isr_52_addr);
+    idt_set(VEC_SCI, isr_56_addr);
     idt_set(VEC_LAPIC_TMR, isr_64_addr);
     idt_set(VEC_SPURIOUS, isr_255_addr);
     struct {
@@ -381,6 +390,7 @@ static void idt_init(void)
 static volatile u32 pit_irqs, lapic_irqs, spurious_irqs;
 
 static void echo_isr(void);
+static void sci_isr(void);
 
 struct isr_frame {
     u64 vector, error, rip, cs, rflags, rsp, ss;
@@ -396,6 +406,10 @@ void isr_dispatch(struct isr_frame *f)
         return;
     case VEC_COM1:
         echo_isr();
+        lapic_write(LAPIC_EOI, 0);
+        return;
+    case VEC_SCI:
+        sci_isr();
         lapic_write(LAPIC_EOI, 0);
         return;
     case VEC_LAPIC_TMR:
@@ -880,6 +894,136 @@ static void test_echo(void)
     power_off();
 }
 
+/* test=powerbutton: an ACPI-aware guest's power button, the way an OS does
+ * it. Find the FADT (RSDP -> XSDT, else RSDT) for PM1a_EVT_BLK,
+ * PM1a_CNT_BLK and SCI_INT; route the SCI's GSI (MADT override: level,
+ * active high on kvmbox) through the IOAPIC to VEC_SCI; set PWRBTN_EN
+ * (PM1_EN bit 8, at PM1a_EVT_BLK + 2); print "powerbutton: armed" and sleep
+ * in hlt. The SCI handler reads PM1_STS, clears PWRBTN_STS (write 1) and
+ * the loop prints "powerbutton: pressed" and enters S5 through PM1a_CNT
+ * (SLP_TYP 5 | SLP_EN). No press within 30 s: FAIL. A LAPIC timer (~10 ms)
+ * only wakes the loop to check the time limit. */
+#define PM1_PWRBTN 0x0100
+static u16 fadt_pm1a_evt, fadt_pm1a_cnt;
+static u32 fadt_sci_int;
+static volatile u32 sci_irqs, sci_pwrbtn, sci_sts_seen, sci_sts_after;
+
+static const u8 *acpi_find_table(const char *sig)
+{
+    const u8 *rsdp = find_rsdp();
+    if (!rsdp)
+        return 0;
+    u64 xsdt = rsdp[15] >= 2 ? *(const u64 *)(rsdp + 24) : 0;
+    if (xsdt && xsdt < 0x100000000ULL && !kstrncmp((const char *)(unsigned long)xsdt, "XSDT", 4)) {
+        const u8 *t = (const u8 *)(unsigned long)xsdt;
+        u32 len = *(const u32 *)(t + 4);
+        for (u32 off = 36; off + 8 <= len; off += 8) {
+            u64 a = *(const u64 *)(t + off);
+            if (a && a < 0x100000000ULL && !kstrncmp((const char *)(unsigned long)a, sig, 4))
+                return (const u8 *)(unsigned long)a;
+        }
+    }
+    const u8 *t = (const u8 *)(unsigned long)*(const u32 *)(rsdp + 16);
+    if (!t || kstrncmp((const char *)t, "RSDT", 4))
+        return 0;
+    u32 len = *(const u32 *)(t + 4);
+    for (u32 off = 36; off + 4 <= len; off += 4) {
+        u32 a = *(const u32 *)(t + off);
+        if (a && !kstrncmp((const char *)(unsigned long)a, sig, 4))
+            return (const u8 *)(unsigned long)a;
+    }
+    return 0;
+}
+
+static void sci_isr(void)
+{
+    sci_irqs++;
+    u16 sts = inw(fadt_pm1a_evt);
+    sci_sts_seen |= sts;
+    if (sts & PM1_PWRBTN) {
+        outw(fadt_pm1a_evt, PM1_PWRBTN);       /* write 1 to clear: drops the SCI level */
+        sci_sts_after = inw(fadt_pm1a_evt);
+        sci_pwrbtn++;
+    }
+}
+
+static void test_powerbutton(void)
+{
+    tsc_calibrate();
+    parse_madt();
+    const u8 *fadt = acpi_find_table("FACP");
+    if (!fadt)
+        fail(FC_POWERBTN, "powerbutton: no FADT");
+    u32 flen = *(const u32 *)(fadt + 4);
+    if (flen < 116 || checksum(fadt, flen) != 0)
+        fail(FC_POWERBTN, "powerbutton: FADT length %u or checksum bad", flen);
+    fadt_sci_int = *(const u16 *)(fadt + 46);
+    u32 evt = *(const u32 *)(fadt + 56), cnt = *(const u32 *)(fadt + 64);
+    u8 evt_len = fadt[88];
+    if (!evt || evt > 0xFFFF || !cnt || cnt > 0xFFFF || evt_len < 4)
+        fail(FC_POWERBTN, "powerbutton: PM1a_EVT_BLK 0x%x (len %u), PM1a_CNT_BLK 0x%x", evt, evt_len, cnt);
+    if (*(const u32 *)(fadt + 112) & (1u << 4))
+        fail(FC_POWERBTN, "powerbutton: FADT PWR_BUTTON flag set (no fixed power button)");
+    fadt_pm1a_evt = (u16)evt;
+    fadt_pm1a_cnt = (u16)cnt;
+
+    /* SCI_INT is an ISA IRQ number; the MADT may override its GSI and
+     * polarity/trigger (flags: bits 0-1 polarity, 2-3 trigger; 0 = bus
+     * default, i.e. ISA: active high, edge). */
+    u32 gsi = fadt_sci_int;
+    u16 iflags = 0;
+    if (fadt_sci_int < 16 && madt_iso[fadt_sci_int].present) {
+        gsi = madt_iso[fadt_sci_int].gsi;
+        iflags = madt_iso[fadt_sci_int].flags;
+    }
+    int level = ((iflags >> 2) & 3) == 3, low = (iflags & 3) == 3;
+    kprintf("powerbutton: PM1a_EVT 0x%x PM1a_CNT 0x%x SCI_INT %u -> GSI %u %s active-%s\n",
+            evt, cnt, fadt_sci_int, gsi, level ? "level" : "edge", low ? "low" : "high");
+
+    idt_init();
+    outb(0x21, 0xFF);                          /* 8259s masked: IOAPIC only */
+    outb(0xA1, 0xFF);
+    lapic_enable();
+    lapic_write(LAPIC_LVT_LINT0, 1 << 16);
+    u32 self = lapic_id();
+    u32 pins = ((ioapic_read(1) >> 16) & 0xFF) + 1;
+    if (gsi >= pins)
+        fail(FC_POWERBTN, "powerbutton: SCI GSI %u beyond IOAPIC's %u pins", gsi, pins);
+
+    lapic_write(LAPIC_TMR_DIV, 0x3);           /* wake-up for the time limit */
+    lapic_write(LAPIC_LVT_TMR, VEC_LAPIC_TMR | (1 << 17));
+    lapic_write(LAPIC_TMR_INIT, 625000);
+
+    ioapic_write(0x11 + 2 * gsi, self << 24);
+    ioapic_write(0x10 + 2 * gsi, VEC_SCI | (level ? 1u << 15 : 0) | (low ? 1u << 13 : 0));
+    u16 en = inw(fadt_pm1a_evt + 2);
+    outw(fadt_pm1a_evt + 2, (u16)(en | PM1_PWRBTN));
+    if (!(inw(fadt_pm1a_evt + 2) & PM1_PWRBTN))
+        fail(FC_POWERBTN, "powerbutton: PWRBTN_EN does not stick (PM1_EN 0x%x)", inw(fadt_pm1a_evt + 2));
+    kprintf("powerbutton: armed\n");
+
+    u64 start = rdtsc(), limit = ms_to_tsc(30000);
+    for (;;) {
+        __asm__ volatile("cli" ::: "memory");
+        if (sci_pwrbtn)
+            break;
+        if (rdtsc() - start > limit)
+            fail(FC_POWERBTN, "powerbutton: no press within 30 s (%u SCIs, PM1_STS 0x%x)",
+                 sci_irqs, inw(fadt_pm1a_evt));
+        __asm__ volatile("sti; hlt" ::: "memory");
+    }
+    lapic_write(LAPIC_LVT_TMR, 1 << 16);
+    lapic_write(LAPIC_TMR_INIT, 0);
+    kprintf("powerbutton: SCI: PM1_STS 0x%x, 0x%x after clearing (%u SCIs)\n",
+            sci_sts_seen, sci_sts_after, sci_irqs);
+    if (sci_sts_after & PM1_PWRBTN)
+        fail(FC_POWERBTN, "powerbutton: PWRBTN_STS still set after writing 1 to it");
+    kprintf("powerbutton: pressed\n");
+    outw(fadt_pm1a_cnt, (5 << 10) | (1 << 13));   /* S5: SLP_TYP 5, SLP_EN */
+    spin_tsc(4000000000ULL);
+    fail(FC_POWERBTN, "powerbutton: S5 via PM1a_CNT 0x%x did not stop the VM", fadt_pm1a_cnt);
+}
+
 /* "waitkey" on the command line: before the test starts (and before it
  * prints anything), wait up to 20 s for one byte on COM1 (polled), so a
  * client of a wait=off socket can connect first. Writes boot-timer marker
@@ -937,5 +1081,7 @@ void kmain(const u8 *bp)
         test_echo();
     else if (streq(test_name, "tick"))
         test_tick();
+    else if (streq(test_name, "powerbutton"))
+        test_powerbutton();
     fail(FC_BADTEST, "unknown test '%s'", test_name);
 }

@@ -22,6 +22,7 @@
 #include "hw/rtc_cmos.h"
 #include "hw/serial_8250.h"
 #include "hw/testdev.h"
+#include "hw/virtio/virtio_devices.h"
 #include "monitor/monitor.h"
 
 #include <errno.h>
@@ -334,6 +335,8 @@ static int pc_create_devices(struct pc_machine *pc, struct vm *vm, char *err, si
     }
     /* Added before any PCI device, so devices are freed first. */
     if (pc_add(vm, "pci", pc_pci_reset, pc_pci_free, &pc->pci, err, errlen) < 0)
+        return -1;
+    if (virtio_devices_create(vm, cfg, &pc->pci, vm->chardevs, err, errlen) < 0)
         return -1;
 
     pc->testdev = testdev_new(pc_boot_timer, vm);
