@@ -66,6 +66,9 @@ check-kvm: all guest
 check-linux: all
 	tests/run.sh linux
 
+fuzz:
+	tests/run.sh fuzz
+
 bench: build/kvmbox
 	bench/run.sh
 

@@ -50,7 +50,10 @@ for purpose in "$@"; do
     kernel) kernel ;;
     test)
         kernel
-        want clang clang                     # the test guest is built with gcc; clang for -fsyntax checks
+        want clang clang                     # libFuzzer targets (tests/fuzz)
+        want libclang-rt-14-dev /usr/lib/llvm-14/lib/clang/14.0.6/lib/linux/libclang_rt.fuzzer-x86_64.a
+        want e2fsprogs mkfs.ext4             # the Linux test's root image
+        want python3 python3                 # monitor/chardev test clients
         want acpica-tools iasl               # ACPI tables checked by iasl/acpiexec
         want socat socat
         want procps pgrep

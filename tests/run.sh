@@ -3,7 +3,7 @@
 # Every suite prints one line per test: "PASS name", "FAIL name[: why]" or
 # "SKIP name: reason"; this script counts them and ends with
 #   N passed, N failed[, N skipped]
-# Usage: tests/run.sh all|unit|kvm|linux|cli
+# Usage: tests/run.sh all|unit|kvm|linux|cli|fuzz
 set -u
 cd "$(dirname "$0")/.."
 what=${1:-all}
@@ -43,6 +43,10 @@ if [ "$what" = all ] || [ "$what" = unit ]; then
 fi
 if [ "$what" = all ] || [ "$what" = cli ] || [ "$what" = unit ]; then
     [ -x tests/cli/run.sh ] && run_suite cli 300 tests/cli/run.sh
+fi
+if [ "$what" = all ] || [ "$what" = fuzz ] || [ "$what" = unit ]; then
+    # Every libFuzzer target briefly (FUZZ_SECONDS each) on its seed corpus.
+    FUZZ_SECONDS=${FUZZ_SECONDS:-10} run_suite fuzz 600 tests/fuzz/run.sh
 fi
 if [ "$what" = all ] || [ "$what" = kvm ]; then
     run_suite kvm 1200 tests/kvm/run.sh
