@@ -56,8 +56,9 @@ trap 'rm -rf "$tmp"' EXIT
 
 # root_owner: / owned by root whoever builds it; the files keep the
 # builder's ids (root in CI; the guest's init runs as root either way).
+truncate -s "${size_mib}M" "$tmp/rootfs.ext4"
 "$mkfs" -q -F -t ext4 -L kvmbox-root -d "$tmp/root" \
     -E root_owner=0:0,lazy_itable_init=0,lazy_journal_init=0 \
-    "$tmp/rootfs.ext4" "${size_mib}M" >&2
+    "$tmp/rootfs.ext4" >&2
 mv "$tmp/rootfs.ext4" "$out"
 echo "$out"
