@@ -9,7 +9,7 @@ CFLAGS_COMMON = -std=c11 -D_GNU_SOURCE -g -Wall -Wextra -Werror \
 CFLAGS  ?= -O2
 SAN_FLAGS = -O1 -fno-omit-frame-pointer -fsanitize=address,undefined \
             -fno-sanitize-recover=undefined
-LDLIBS  = -lpthread -luring
+LDLIBS  = -lpthread -luring -lz -lzstd
 
 SRCS      := $(shell find src -name '*.c' | sort)
 LIB_SRCS  := $(filter-out src/main.c,$(SRCS))

@@ -27,6 +27,8 @@ build() {
     want libc6-dev /usr/include/stdio.h
     want linux-libc-dev /usr/include/linux/kvm.h
     want liburing-dev /usr/include/liburing.h
+    want zlib1g-dev /usr/include/zlib.h
+    want libzstd-dev /usr/include/zstd.h
 }
 
 kernel() {
@@ -59,6 +61,7 @@ for purpose in "$@"; do
         want procps pgrep
         want iproute2 ip
         want qemu-system-x86 qemu-system-x86_64   # reference for comparisons
+        want qemu-utils qemu-img             # qcow2 interoperability
         ;;
     bench)
         kernel
