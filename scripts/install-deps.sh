@@ -54,7 +54,7 @@ for purpose in "$@"; do
         kernel
         want clang clang                     # libFuzzer targets (tests/fuzz)
         want libclang-rt-14-dev /usr/lib/llvm-14/lib/clang/14.0.6/lib/linux/libclang_rt.fuzzer-x86_64.a
-        want e2fsprogs mkfs.ext4             # the Linux test's root image
+        want e2fsprogs /sbin/mkfs.ext4             # the Linux test's root image
         want python3 python3                 # monitor/chardev test clients
         want acpica-tools iasl               # ACPI tables checked by iasl/acpiexec
         want socat socat

@@ -126,6 +126,7 @@ ISR_NOERR 48
 ISR_NOERR 52
 ISR_NOERR 56
 ISR_NOERR 64
+ISR_NOERR 80
 ISR_NOERR 255
 
     .section .rodata
@@ -135,11 +136,12 @@ isr_table:
     .irp v, 0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31
     .quad isr_\v
     .endr
-    .globl isr_48_addr, isr_52_addr, isr_56_addr, isr_64_addr, isr_255_addr
+    .globl isr_48_addr, isr_52_addr, isr_56_addr, isr_64_addr, isr_80_addr, isr_255_addr
 isr_48_addr:  .quad isr_48
 isr_52_addr:  .quad isr_52
 isr_56_addr:  .quad isr_56
 isr_64_addr:  .quad isr_64
+isr_80_addr:  .quad isr_80
 isr_255_addr: .quad isr_255
 
     .text

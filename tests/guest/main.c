@@ -32,6 +32,7 @@
 #define VEC_COM1       0x34
 #define VEC_SCI        0x38
 #define VEC_LAPIC_TMR  0x40
+#define VEC_VIRTIO     0x50
 #define VEC_SPURIOUS   0xFF
 
 #define PIT_HZ         1193182u
@@ -358,7 +359,7 @@ struct idt_gate {
 static struct idt_gate idt[256] __attribute__((aligned(16)));
 
 extern const u64 isr_table[32];
-extern const u64 isr_48_addr, isr_52_addr, isr_56_addr, isr_64_addr, isr_255_addr;
+extern const u64 isr_48_addr, isr_52_addr, isr_56_addr, isr_64_addr, isr_80_addr, isr_255_addr;
 
 static void idt_set(int vec, u64 handler)
 {
@@ -379,6 +380,7 @@ static void idt_init(void)
     idt_set(VEC_COM1, isr_52_addr);
     idt_set(VEC_SCI, isr_56_addr);
     idt_set(VEC_LAPIC_TMR, isr_64_addr);
+    idt_set(VEC_VIRTIO, isr_80_addr);
     idt_set(VEC_SPURIOUS, isr_255_addr);
     struct {
         u16 limit;
@@ -391,6 +393,7 @@ static volatile u32 pit_irqs, lapic_irqs, spurious_irqs;
 
 static void echo_isr(void);
 static void sci_isr(void);
+static void virtio_isr(void);
 
 struct isr_frame {
     u64 vector, error, rip, cs, rflags, rsp, ss;
@@ -414,6 +417,10 @@ void isr_dispatch(struct isr_frame *f)
         return;
     case VEC_LAPIC_TMR:
         lapic_irqs++;
+        lapic_write(LAPIC_EOI, 0);
+        return;
+    case VEC_VIRTIO:
+        virtio_isr();
         lapic_write(LAPIC_EOI, 0);
         return;
     case VEC_SPURIOUS:
@@ -1024,6 +1031,9 @@ static void test_powerbutton(void)
     fail(FC_POWERBTN, "powerbutton: S5 via PM1a_CNT 0x%x did not stop the VM", fadt_pm1a_cnt);
 }
 
+/* test=virtio-blk, virtio-blk-intx, virtio-blk-hostile, virtio-rng. */
+#include "virtio_tests.h"
+
 /* "waitkey" on the command line: before the test starts (and before it
  * prints anything), wait up to 20 s for one byte on COM1 (polled), so a
  * client of a wait=off socket can connect first. Writes boot-timer marker
@@ -1083,5 +1093,13 @@ void kmain(const u8 *bp)
         test_tick();
     else if (streq(test_name, "powerbutton"))
         test_powerbutton();
+    else if (streq(test_name, "virtio-blk"))
+        test_virtio_blk(0);
+    else if (streq(test_name, "virtio-blk-intx"))
+        test_virtio_blk(1);
+    else if (streq(test_name, "virtio-blk-hostile"))
+        test_virtio_blk_hostile();
+    else if (streq(test_name, "virtio-rng"))
+        test_virtio_rng();
     fail(FC_BADTEST, "unknown test '%s'", test_name);
 }

@@ -339,4 +339,5 @@ for t in $TESTS; do
 done
 [ $# -gt 0 ] || tests/kvm/chardev.sh || failed=1   # chardev/lifecycle tests (tests/kvm/chardev.sh)
 [ $# -gt 0 ] || tests/kvm/monitor.sh || failed=1   # monitor tests (tests/kvm/monitor.sh)
+[ $# -gt 0 ] || tests/kvm/virtio.sh || failed=1    # PCI/virtio tests (tests/kvm/virtio.sh)
 exit $failed

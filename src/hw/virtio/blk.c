@@ -244,8 +244,13 @@ static void vblk_queue_notify(struct virtio_dev *vd, unsigned qi)
             struct vblk_req *q = malloc(sizeof *q);
             if (!q)
                 return;         /* retried at the next kick */
+            /* Not calloc: the element is 32 KiB of iovecs the pop fills;
+             * every other field is set here. */
             q->blk = b;
             q->queue = qi;
+            q->flush_after = false;
+            q->written = 1;
+            q->status_off = 0;
             int r = virtio_queue_pop(vd, qi, &q->elem);
             if (r <= 0) {
                 free(q);

@@ -71,6 +71,10 @@ struct virtio_pci {
     uint64_t modern_efd_addr[VIRTIO_MAX_QUEUES];
     uint64_t legacy_efd_port[VIRTIO_MAX_QUEUES];
     bool legacy_used;                       /* the driver talks through BAR 0 */
+    /* The ISR bits and the INTx level change together: an I/O thread
+     * raising while a vCPU reads-and-clears must not leave the line high
+     * with ISR 0 (a spurious interrupt). Leaf lock (pci intx_lock below). */
+    pthread_mutex_t isr_lock;
 };
 
 struct virtio_pci_class {
@@ -127,8 +131,10 @@ static void wr_le(void *data, unsigned len, uint64_t v)
 
 static void virtio_pci_raise_intx(struct virtio_pci *vp, uint8_t isr_bit)
 {
-    __atomic_or_fetch(&vp->vdev.s.isr, isr_bit, __ATOMIC_SEQ_CST);
+    pthread_mutex_lock(&vp->isr_lock);
+    vp->vdev.s.isr |= isr_bit;
     pci_set_irq(&vp->pci, 1);
+    pthread_mutex_unlock(&vp->isr_lock);
 }
 
 static void virtio_pci_notify_queue(struct virtio_dev *vd, unsigned q)
@@ -162,8 +168,11 @@ static const struct virtio_transport_ops virtio_pci_transport_ops = {
 /* The ISR register: reading returns and clears it and drops INTx (§4.1.4.5). */
 static uint8_t virtio_pci_read_isr(struct virtio_pci *vp)
 {
-    uint8_t isr = __atomic_exchange_n(&vp->vdev.s.isr, 0, __ATOMIC_SEQ_CST);
+    pthread_mutex_lock(&vp->isr_lock);
+    uint8_t isr = vp->vdev.s.isr;
+    vp->vdev.s.isr = 0;
     pci_set_irq(&vp->pci, 0);
+    pthread_mutex_unlock(&vp->isr_lock);
     return isr;
 }
 
@@ -301,8 +310,7 @@ static void virtio_pci_transport_reset(struct virtio_pci *vp)
     vd->s.config_msix_vector = VIRTIO_MSI_NO_VECTOR;
     for (unsigned q = 0; q < vd->num_queues; q++)
         vd->vqs[q].s.msix_vector = VIRTIO_MSI_NO_VECTOR;
-    __atomic_store_n(&vd->s.isr, 0, __ATOMIC_SEQ_CST);
-    pci_set_irq(&vp->pci, 0);
+    virtio_pci_read_isr(vp);        /* clears ISR and drops INTx */
     virtio_pci_update_all_ioeventfds(vp);
 }
 
@@ -590,6 +598,7 @@ struct virtio_pci *virtio_pci_new(struct vm *vm, struct pci_bus *bus, int devfn,
     }
     vp->vm = vm;
     vp->io_loop = iothread_loop(io);
+    pthread_mutex_init(&vp->isr_lock, NULL);
     for (unsigned q = 0; q < VIRTIO_MAX_QUEUES; q++)
         vp->notify_fd[q] = -1;
     if (ops->num_queues == 0 || ops->num_queues > VIRTIO_MAX_QUEUES ||
@@ -682,6 +691,7 @@ void virtio_pci_free(struct virtio_pci *vp)
         if (vp->notify_fd[q] >= 0)
             close(vp->notify_fd[q]);    /* the I/O thread is stopped by now */
     virtio_dev_destroy(&vp->vdev);
+    pthread_mutex_destroy(&vp->isr_lock);
     free(vp);
 }
 

@@ -1,0 +1,239 @@
+#!/usr/bin/env bash
+# KVM integration tests of kvmbox's PCI/virtio devices with the project's
+# test guest (tests/guest/virtio_tests.h: its own virtio 1.x PCI driver).
+# One line per test:
+#   PASS name | FAIL name: reason | SKIP name: reason
+# Usage: tests/kvm/virtio.sh [test...]      (default: all tests)
+# Environment: KVMBOX (default build/kvmbox-san), KVM_TEST_TIMEOUT (s, 30:
+#              the bound of each VM run), KVM_TEST_KEEP=1 keeps the scratch dir.
+#
+# The disk tests boot against a 1 MiB raw image filled with random bytes and
+# then check the file from the host: sectors 0..63 hold the guest's pattern
+# (byte o = (o/512*29 + o%512*3 + 0xA5) & 0xFF), the rest is untouched; with
+# readonly=on or snapshot=on the whole file is untouched.
+# Every test also fails on sanitizer reports in kvmbox's stderr.
+set -u
+
+cd "$(dirname "$0")/../.." || exit 1
+KVMBOX=${KVMBOX:-build/kvmbox-san}
+GUEST=tests/guest/build/testguest.elf
+TMO=${KVM_TEST_TIMEOUT:-30}
+ALL_TESTS="virtio-blk virtio-blk-intx virtio-blk-readonly virtio-blk-snapshot"
+ALL_TESTS+=" virtio-blk-hostile virtio-rng"
+
+export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0}
+export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1}
+
+# shellcheck disable=SC2086
+TESTS=${*:-$ALL_TESTS}
+failed=0
+
+pass() { echo "PASS $1"; }
+fail() { echo "FAIL $1: $2"; failed=1; }
+skip() { echo "SKIP $1: $2"; }
+
+# --- is KVM usable? (same checks as tests/kvm/run.sh) ---------------------------
+kvm_problem() {
+    [ -e /dev/kvm ] || { echo "/dev/kvm does not exist"; return; }
+    { [ -r /dev/kvm ] && [ -w /dev/kvm ]; } || { echo "/dev/kvm is not readable and writable by $(id -un)"; return; }
+    if command -v python3 >/dev/null 2>&1; then
+        local v
+        v=$(python3 -c 'import fcntl, os
+fd = os.open("/dev/kvm", os.O_RDWR | os.O_CLOEXEC)
+print(fcntl.ioctl(fd, 0xAE00))' 2>&1) || { echo "cannot open /dev/kvm: ${v##*$'\n'}"; return; }
+        [ "$v" = 12 ] || { echo "KVM_GET_API_VERSION returned $v, want 12"; return; }
+    fi
+}
+problem=$(kvm_problem)
+if [ -n "$problem" ]; then
+    for t in $TESTS; do skip "$t" "$problem"; done
+    exit 0
+fi
+if ! command -v python3 >/dev/null 2>&1; then
+    for t in $TESTS; do skip "$t" "python3 is needed to check the disk images"; done
+    exit 0
+fi
+if [ ! -x "$KVMBOX" ]; then
+    for t in $TESTS; do fail "$t" "$KVMBOX not built (make $KVMBOX)"; done
+    exit 1
+fi
+# Incremental: the guest may be older than the tests (test=virtio-*).
+if ! make -s -C tests/guest >/dev/null 2>&1 || [ ! -f "$GUEST" ]; then
+    for t in $TESTS; do fail "$t" "test guest does not build (make -C tests/guest)"; done
+    exit 1
+fi
+
+SCRATCH=$(mktemp -d /tmp/kvmbox-virtio.XXXXXX)
+# shellcheck disable=SC2317
+cleanup() {
+    if [ "${KVM_TEST_KEEP:-0}" = 1 ]; then
+        echo "# outputs kept in $SCRATCH" >&2
+    else
+        rm -rf "$SCRATCH"
+    fi
+}
+trap cleanup EXIT
+
+# --- helpers ------------------------------------------------------------------
+
+# vm NAME GUEST-CMDLINE ARGS...: boot the test guest under timeout (in the
+# foreground: nothing is left running); sets RC; output in $SCRATCH/NAME.*
+vm() {
+    local name=$1 append=$2
+    shift 2
+    timeout -k 5 "$TMO" "$KVMBOX" -m 128 -kernel "$GUEST" -append "$append" \
+        -device isa-debug-exit -display none -serial "file:$SCRATCH/$name.serial" \
+        -D "$SCRATCH/$name.log" "$@" \
+        >"$SCRATCH/$name.out" 2>"$SCRATCH/$name.err" </dev/null
+    RC=$?
+    touch "$SCRATCH/$name.serial" "$SCRATCH/$name.log"
+}
+
+# new_image NAME: a 1 MiB raw image of random bytes plus a pristine copy.
+new_image() {
+    head -c 1048576 /dev/urandom >"$SCRATCH/$1.img"
+    cp "$SCRATCH/$1.img" "$SCRATCH/$1.orig"
+}
+
+# why NAME OKLINE: "" when the run looks right (exit 0, OKLINE printed, no
+# FAIL, no sanitizer report), else the reason.
+why() {
+    local name=$1 ok=$2 f
+    f=$(grep -m1 -a '^FAIL' "$SCRATCH/$name.serial" | tr -d '\r')
+    if [ -n "$f" ]; then
+        echo "guest: ${f#FAIL } (exit $RC)"
+    elif [ "$RC" = 124 ] || [ "$RC" = 137 ]; then
+        echo "timed out after ${TMO} s (last guest line: '$(tail -n1 "$SCRATCH/$name.serial" | tr -d '\r')')"
+    elif grep -qE 'runtime error|AddressSanitizer|LeakSanitizer|UndefinedBehaviorSanitizer' "$SCRATCH/$name.err"; then
+        echo "sanitizer: $(grep -m1 -E 'runtime error|ERROR: [A-Za-z]+Sanitizer' "$SCRATCH/$name.err") (exit $RC)"
+    elif [ "$RC" != 0 ]; then
+        echo "kvmbox exited $RC ($(grep -m1 -E 'error' "$SCRATCH/$name.err" "$SCRATCH/$name.log" | head -n1))"
+    elif ! grep -qaF "$ok" "$SCRATCH/$name.serial"; then
+        echo "the guest did not print '$ok' (last line: '$(tail -n1 "$SCRATCH/$name.serial" | tr -d '\r')')"
+    fi
+}
+
+# check_pattern IMG ORIG: the guest's pattern in the first 32 KiB of IMG,
+# the rest of IMG equal to ORIG. Prints a reason when not.
+check_pattern() {
+    python3 - "$1" "$2" <<'EOF'
+import sys
+img = open(sys.argv[1], "rb").read()
+orig = open(sys.argv[2], "rb").read()
+n = 64 * 512
+want = bytes(((o >> 9) * 29 + (o & 511) * 3 + 0xA5) & 0xFF for o in range(n))
+if len(img) != len(orig):
+    print("the image is %d bytes, was %d" % (len(img), len(orig)))
+elif img[:n] != want:
+    o = next(i for i in range(n) if img[i] != want[i])
+    print("byte %d (sector %d) is 0x%02x, the guest wrote 0x%02x" % (o, o >> 9, img[o], want[o]))
+elif img[n:] != orig[n:]:
+    o = next(i for i in range(n, len(img)) if img[i] != orig[i])
+    print("byte %d beyond the written sectors changed" % o)
+EOF
+}
+
+# --- tests --------------------------------------------------------------------
+
+# MSI-X; -drive if=none + -device virtio-blk-pci,serial=.
+t_virtio_blk() {
+    local t=virtio-blk r
+    new_image $t
+    vm $t "test=virtio-blk blkserial=kvmbox-vblk-1" \
+        -drive "file=$SCRATCH/$t.img,if=none,id=d0,format=raw" \
+        -device virtio-blk-pci,drive=d0,serial=kvmbox-vblk-1
+    r=$(why $t "virtio-blk: ok")
+    [ -n "$r" ] || r=$(check_pattern "$SCRATCH/$t.img" "$SCRATCH/$t.orig")
+    if [ -z "$r" ]; then pass $t; else fail $t "$r"; fi
+}
+
+# INTx (no MSI-X); the -drive if=virtio shorthand with serial= on -drive.
+t_virtio_blk_intx() {
+    local t=virtio-blk-intx r n
+    new_image $t
+    vm $t "test=virtio-blk-intx blkserial=kvmbox-vblk-2" \
+        -drive "file=$SCRATCH/$t.img,if=virtio,format=raw,serial=kvmbox-vblk-2"
+    r=$(why $t "virtio-blk: ok")
+    [ -n "$r" ] || r=$(check_pattern "$SCRATCH/$t.img" "$SCRATCH/$t.orig")
+    if [ -z "$r" ]; then
+        n=$(grep -a -m1 -oE '[0-9]+ interrupts \([0-9]+ ISR reads, [0-9]+ spurious\)' "$SCRATCH/$t.serial")
+        pass $t
+        echo "# $t: $n" >&2
+    else
+        fail $t "$r"
+    fi
+}
+
+# readonly=on: RO offered, writes answered IOERR, the file unchanged.
+t_virtio_blk_readonly() {
+    local t=virtio-blk-readonly r
+    new_image $t
+    vm $t "test=virtio-blk ro" \
+        -drive "file=$SCRATCH/$t.img,if=none,id=d0,format=raw,readonly=on" \
+        -device virtio-blk-pci,drive=d0
+    r=$(why $t "virtio-blk: ok")
+    [ -n "$r" ] || cmp -s "$SCRATCH/$t.img" "$SCRATCH/$t.orig" ||
+        r="the read-only image changed"
+    if [ -z "$r" ]; then pass $t; else fail $t "$r"; fi
+}
+
+# snapshot=on: the guest reads back its writes, the file is unchanged after.
+t_virtio_blk_snapshot() {
+    local t=virtio-blk-snapshot r
+    new_image $t
+    vm $t "test=virtio-blk" \
+        -drive "file=$SCRATCH/$t.img,if=none,id=d0,format=raw,snapshot=on" \
+        -device virtio-blk-pci,drive=d0
+    r=$(why $t "virtio-blk: ok")
+    [ -n "$r" ] || cmp -s "$SCRATCH/$t.img" "$SCRATCH/$t.orig" ||
+        r="the image changed although snapshot=on"
+    if [ -z "$r" ]; then pass $t; else fail $t "$r"; fi
+}
+
+# A broken driver never kills the VMM: each hostile request puts the device
+# in NEEDS_RESET (the guest checks), kvmbox logs it and keeps running, and
+# after a reset the device serves a good request.
+t_virtio_blk_hostile() {
+    local t=virtio-blk-hostile r n
+    new_image $t
+    vm $t "test=virtio-blk-hostile" \
+        -drive "file=$SCRATCH/$t.img,if=none,id=d0,format=raw" \
+        -device virtio-blk-pci,drive=d0
+    r=$(why $t "virtio-blk-hostile: ok")
+    if [ -z "$r" ]; then
+        n=$(grep -c 'needs reset' "$SCRATCH/$t.log" "$SCRATCH/$t.err" | awk -F: '{s += $NF} END {print s + 0}')
+        [ "$n" -ge 3 ] || r="kvmbox logged $n 'needs reset' lines for 3 hostile requests"
+    fi
+    [ -n "$r" ] || cmp -s "$SCRATCH/$t.img" "$SCRATCH/$t.orig" ||
+        r="the image changed (the guest only read)"
+    if [ -z "$r" ]; then pass $t; else fail $t "$r"; fi
+}
+
+t_virtio_rng() {
+    local t=virtio-rng r
+    vm $t "test=virtio-rng" -device virtio-rng-pci
+    r=$(why $t "virtio-rng: ok")
+    [ -n "$r" ] || grep -qF 'virtio-rng: the guest driver requested entropy' "$SCRATCH/$t.log" ||
+        r="no 'virtio-rng: the guest driver requested entropy' in the -D log"
+    if [ -z "$r" ]; then pass $t; else fail $t "$r"; fi
+}
+
+for t in $TESTS; do
+    case $t in
+    virtio-blk) t_virtio_blk ;;
+    virtio-blk-intx) t_virtio_blk_intx ;;
+    virtio-blk-readonly) t_virtio_blk_readonly ;;
+    virtio-blk-snapshot) t_virtio_blk_snapshot ;;
+    virtio-blk-hostile) t_virtio_blk_hostile ;;
+    virtio-rng) t_virtio_rng ;;
+    *) fail "$t" "no such test (have: $ALL_TESTS)" ;;
+    esac
+done
+
+# No kvmbox of ours may outlive its test (every run was in the foreground
+# under timeout; this catches a VMM that daemonized or forked).
+if pgrep -f "$SCRATCH" >/dev/null 2>&1; then
+    fail leftover-processes "$(pgrep -af "$SCRATCH" | head -n3 | tr '\n' ';')"
+    for p in $(pgrep -f "$SCRATCH"); do kill -KILL "$p" 2>/dev/null; done
+fi
+exit $failed
