@@ -475,4 +475,24 @@ static inline bool vdrv_enable_cb(struct vdrv *drv, unsigned q)
     return __atomic_load_n(vdrv_used_word(drv, q, 2), __ATOMIC_ACQUIRE) != vq->last_used_idx;
 }
 
+/* Reset and run the §3.1.1 sequence again on the same device (a driver
+ * recovering from NEEDS_RESET, or re-probing): like vdrv_init, but the
+ * queues' host-side bookkeeping is freed first (vdrv_init would leak it)
+ * and the guest heap keeps going (buffers allocated before stay valid and
+ * are not overlapped by the new rings). */
+static inline int vdrv_reinit(struct vdrv *drv, uint64_t features)
+{
+    struct virtio_dev *vd = drv->vd;
+    uint64_t heap_next = drv->heap_next;
+    vdrv_destroy(drv);
+    vdrv_attach(drv, vd);
+    drv->heap_next = heap_next;
+    int rc = vdrv_negotiate(drv, features);
+    for (unsigned q = 0; rc == 0 && q < vd->num_queues; q++)
+        rc = vdrv_setup_queue(drv, q, 0);
+    if (rc == 0)
+        rc = vdrv_driver_ok(drv);
+    return rc;
+}
+
 #endif

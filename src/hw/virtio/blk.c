@@ -78,14 +78,17 @@ struct virtio_blk {
     struct loop *io_loop;
     uint64_t capacity;              /* in 512-byte sectors */
     bool read_only;
-    bool wce;                       /* the guest-visible write cache flag */
+    bool wce;                       /* the guest-visible write cache flag (__atomic: vCPU writes, I/O thread reads) */
     /* I/O thread only: */
     struct virtio_dev *vd;          /* set at activation */
+    struct vblk_req *free_reqs;     /* recycled requests (each ~32 KiB) */
+    unsigned nr_free;
     unsigned inflight;
-    bool stopped;                   /* reset in progress or device broken */
+    bool stopped;                   /* reset in progress (__atomic: set by activate on a vCPU) */
 };
 
 struct vblk_req {
+    struct vblk_req *next_free;
     struct virtio_blk *blk;
     unsigned queue;
     struct blk_req r;
@@ -95,6 +98,32 @@ struct vblk_req {
     struct iovec data[BLK_SEG_MAX];
     struct virtq_elem elem;         /* last: large */
 };
+
+/* Requests are big (the element's iovec array) and frequent: keep a few
+ * for reuse instead of a malloc/free pair per I/O. */
+#define VBLK_POOL_MAX 64
+
+static struct vblk_req *vblk_req_get(struct virtio_blk *b)
+{
+    struct vblk_req *q = b->free_reqs;
+    if (q) {
+        b->free_reqs = q->next_free;
+        b->nr_free--;
+        return q;
+    }
+    return malloc(sizeof *q);
+}
+
+static void vblk_req_put(struct virtio_blk *b, struct vblk_req *q)
+{
+    if (b->nr_free >= VBLK_POOL_MAX) {
+        free(q);
+        return;
+    }
+    q->next_free = b->free_reqs;
+    b->free_reqs = q;
+    b->nr_free++;
+}
 
 static const struct iovec *req_in(const struct vblk_req *q)
 {
@@ -108,7 +137,7 @@ static void vblk_finish(struct vblk_req *q, uint8_t status)
     virtio_queue_push(b->vd, q->queue, &q->elem, q->written);
     virtio_notify(b->vd, q->queue);
     b->inflight--;
-    free(q);
+    vblk_req_put(b, q);
 }
 
 static void vblk_done(struct blk_req *r, int ret);
@@ -178,7 +207,8 @@ static bool vblk_handle(struct virtio_blk *b, struct vblk_req *q)
         }
         if (is_read)
             q->written = (uint32_t)(len + 1);
-        q->flush_after = !is_read && !b->wce && blk_write_cache(b->backend);
+        q->flush_after = !is_read && !__atomic_load_n(&b->wce, __ATOMIC_RELAXED) &&
+                         blk_write_cache(b->backend);
         q->r = (struct blk_req){
             .op = is_read ? BLK_OP_READ : BLK_OP_WRITE,
             .offset = hdr.sector << SECTOR_SHIFT, .len = len,
@@ -235,13 +265,13 @@ static void vblk_queue_notify(struct virtio_dev *vd, unsigned qi)
 {
     struct virtio_blk *b = vd->opaque;
     b->vd = vd;
-    if (b->stopped)
+    if (__atomic_load_n(&b->stopped, __ATOMIC_ACQUIRE))
         return;
     /* Suppress further kicks while we drain, then re-check (§2.7.10). */
     do {
         virtio_queue_set_notification(vd, qi, false);
         for (;;) {
-            struct vblk_req *q = malloc(sizeof *q);
+            struct vblk_req *q = vblk_req_get(b);
             if (!q)
                 return;         /* retried at the next kick */
             /* Not calloc: the element is 32 KiB of iovecs the pop fills;
@@ -253,7 +283,7 @@ static void vblk_queue_notify(struct virtio_dev *vd, unsigned qi)
             q->status_off = 0;
             int r = virtio_queue_pop(vd, qi, &q->elem);
             if (r <= 0) {
-                free(q);
+                vblk_req_put(b, q);
                 if (r < 0)
                     return;     /* NEEDS_RESET (or not running): stop */
                 break;
@@ -261,7 +291,7 @@ static void vblk_queue_notify(struct virtio_dev *vd, unsigned qi)
             b->inflight++;
             if (!vblk_handle(b, q)) {
                 b->inflight--;
-                free(q);
+                vblk_req_put(b, q);
                 virtio_dev_set_needs_reset(vd, "virtio-blk: request without header or status");
                 return;
             }
@@ -306,7 +336,7 @@ static void vblk_fill_config(const struct virtio_blk *b, struct virtio_blk_confi
     c->blk_size = b->opts.logical_block_size;
     c->physical_block_exp = (uint8_t)vblk_log2(b->opts.physical_block_size / b->opts.logical_block_size);
     c->min_io_size = (uint16_t)(b->opts.physical_block_size / b->opts.logical_block_size);
-    c->writeback = b->wce;
+    c->writeback = __atomic_load_n(&b->wce, __ATOMIC_RELAXED);
     c->num_queues = (uint16_t)b->opts.num_queues;
     c->max_discard_sectors = BLK_MAX_DISCARD_SECTORS;
     c->max_discard_seg = 1;
@@ -330,14 +360,14 @@ static void vblk_config_write(struct virtio_dev *vd, uint32_t off, const void *d
     /* Only the writeback byte is writable (CONFIG_WCE, §5.2.6.3). */
     if (off == offsetof(struct virtio_blk_config, writeback) && len == 1 &&
         virtio_has_feature(vd, VIRTIO_BLK_F_CONFIG_WCE))
-        b->wce = *(const uint8_t *)data != 0;
+        __atomic_store_n(&b->wce, *(const uint8_t *)data != 0, __ATOMIC_RELAXED);
 }
 
 static int vblk_activate(struct virtio_dev *vd)
 {
     struct virtio_blk *b = vd->opaque;
     b->vd = vd;
-    b->stopped = false;
+    __atomic_store_n(&b->stopped, false, __ATOMIC_RELEASE);
     return 0;
 }
 
@@ -346,7 +376,7 @@ static void vblk_quiesce(void *arg)
     struct virtio_blk *b = arg;
     /* On the I/O thread: stop taking requests and let the ones in flight
      * complete (their completions run here, inside blk_drain). */
-    b->stopped = true;
+    __atomic_store_n(&b->stopped, true, __ATOMIC_RELEASE);
     blk_drain(b->backend);
 }
 
@@ -354,7 +384,7 @@ static void vblk_reset(struct virtio_dev *vd)
 {
     struct virtio_blk *b = vd->opaque;
     loop_call_sync(b->io_loop, vblk_quiesce, b);
-    b->wce = blk_write_cache(b->backend);
+    __atomic_store_n(&b->wce, blk_write_cache(b->backend), __ATOMIC_RELAXED);
 }
 
 struct virtio_blk *virtio_blk_new(struct block_backend *backend, struct loop *io_loop,
@@ -394,6 +424,13 @@ struct virtio_blk *virtio_blk_new(struct block_backend *backend, struct loop *io
 
 void virtio_blk_free(struct virtio_blk *b)
 {
+    if (!b)
+        return;
+    while (b->free_reqs) {
+        struct vblk_req *q = b->free_reqs;
+        b->free_reqs = q->next_free;
+        free(q);
+    }
     free(b);
 }
 

@@ -25,6 +25,10 @@ struct virtio_device_slot {
 static void virtio_device_slot_free(void *opaque)
 {
     struct virtio_device_slot *s = opaque;
+    /* Requests still in flight complete into the device: drain them while
+     * it exists (the I/O thread is stopped, so this runs them here). */
+    if (s->backend)
+        blk_drain(s->backend);
     virtio_pci_free(s->vp);
     virtio_blk_free(s->blk);
     if (s->backend)
@@ -86,7 +90,7 @@ static int make_blk(struct virtio_build *b, const struct drive_config *d,
     };
     s->blk = virtio_blk_new(s->backend, iothread_loop(b->io), &bo);
     if (s->blk)
-        s->vp = virtio_pci_new(b->vm, b->bus, dev ? dev->devfn : -1, name,
+        s->vp = virtio_pci_new(b->vm, &b->vm->mem, b->bus, dev ? dev->devfn : -1, name,
                                virtio_blk_ops(s->blk), s->blk, b->io, b->err,
                                (unsigned)b->errlen);
     if (!s->vp) {
@@ -142,7 +146,7 @@ static int make_console(struct virtio_build *b, const struct device_config *dev)
         snprintf(b->err, b->errlen, "virtio-serial-pci: out of memory");
         return -1;
     }
-    s->vp = virtio_pci_new(b->vm, b->bus, dev->devfn, "virtio-serial-pci", virtio_console_ops(),
+    s->vp = virtio_pci_new(b->vm, &b->vm->mem, b->bus, dev->devfn, "virtio-serial-pci", virtio_console_ops(),
                            s->console, b->io, b->err, (unsigned)b->errlen);
     if (!s->vp) {
         virtio_device_slot_free(s);
@@ -160,7 +164,7 @@ static int make_rng(struct virtio_build *b, const struct device_config *dev)
         snprintf(b->err, b->errlen, "virtio-rng-pci: out of memory");
         return -1;
     }
-    s->vp = virtio_pci_new(b->vm, b->bus, dev->devfn, "virtio-rng-pci", virtio_rng_ops(),
+    s->vp = virtio_pci_new(b->vm, &b->vm->mem, b->bus, dev->devfn, "virtio-rng-pci", virtio_rng_ops(),
                            s->rng, b->io, b->err, (unsigned)b->errlen);
     if (!s->vp) {
         virtio_device_slot_free(s);

@@ -586,7 +586,8 @@ static int virtio_pci_add_cap(struct virtio_pci *vp, uint8_t type, uint32_t off,
     return 0;
 }
 
-struct virtio_pci *virtio_pci_new(struct vm *vm, struct pci_bus *bus, int devfn,
+struct virtio_pci *virtio_pci_new(struct vm *vm, struct guest_mem *mem, struct pci_bus *bus,
+                                  int devfn,
                                   const char *name, const struct virtio_device_ops *ops,
                                   void *opaque, struct iothread *io,
                                   char *err, unsigned errlen)
@@ -602,7 +603,7 @@ struct virtio_pci *virtio_pci_new(struct vm *vm, struct pci_bus *bus, int devfn,
     for (unsigned q = 0; q < VIRTIO_MAX_QUEUES; q++)
         vp->notify_fd[q] = -1;
     if (ops->num_queues == 0 || ops->num_queues > VIRTIO_MAX_QUEUES ||
-        virtio_dev_init(&vp->vdev, ops, opaque, vm ? &vm->mem : NULL) < 0) {
+        virtio_dev_init(&vp->vdev, ops, opaque, mem) < 0) {
         snprintf(err, errlen, "%s: cannot initialise the virtio device", name);
         free(vp);
         return NULL;

@@ -35,9 +35,11 @@ struct vm;
 struct virtio_pci;
 
 /* Create a transitional virtio PCI device for ops on the bus (devfn < 0:
- * first free slot) served by the I/O thread io. The device model is opaque,
+ * first free slot) served by the I/O thread io, its rings in mem. vm may be
+ * NULL (unit tests): no KVM ioeventfds then, kicks go through the trap. The device model is opaque,
  * reachable as virtio_pci_dev(vp)->opaque. NULL with a message in err. */
-struct virtio_pci *virtio_pci_new(struct vm *vm, struct pci_bus *bus, int devfn,
+struct virtio_pci *virtio_pci_new(struct vm *vm, struct guest_mem *mem, struct pci_bus *bus,
+                                  int devfn,
                                   const char *name, const struct virtio_device_ops *ops,
                                   void *opaque, struct iothread *io,
                                   char *err, unsigned errlen);
