@@ -389,11 +389,7 @@ struct block_backend *blk_open(const struct blk_options *o, struct loop *complet
     if (o->format) {
         drv = blk_driver_find(o->format);
         if (!drv) {
-            if (strcmp(o->format, "qcow2") == 0)
-                snprintf(err, errlen, "'%s': format=qcow2: kvmbox reads qcow2 from a later "
-                         "release", o->filename);
-            else
-                snprintf(err, errlen, "'%s' invalid format (kvmbox knows: raw)", o->format);
+            snprintf(err, errlen, "'%s' invalid format (kvmbox knows: raw, qcow2)", o->format);
             return NULL;
         }
     }
@@ -434,24 +430,24 @@ struct block_backend *blk_open(const struct blk_options *o, struct loop *complet
             goto fail;
         }
         const char *fmt = blk_probe_format(head, sizeof head);
-        if (fmt && strcmp(fmt, "qcow2") == 0) {
-            snprintf(err, errlen, "'%s' is a qcow2 image; kvmbox reads qcow2 from a later "
-                     "release — or pass format=raw to use the bytes as a raw disk",
-                     o->filename);
-            goto fail;
-        }
-        if (fmt) {
+        const struct block_driver *probed = fmt ? blk_driver_find(fmt) : NULL;
+        if (probed) {
+            /* A format with a header (qcow2) is safe to detect; only raw
+             * is never guessed for something else. */
+            drv = b->drv = probed;
+        } else if (fmt) {
             snprintf(err, errlen, "'%s' is a %s image, which kvmbox does not read — or pass "
                      "format=raw to use the bytes as a raw disk", o->filename, fmt);
             goto fail;
+        } else {
+            /* QEMU's words, so users and scripts recognise them. */
+            log_warn("Image format was not specified for '%s' and probing guessed raw.\n"
+                     "         Automatically detecting the format is dangerous for raw images, "
+                     "write operations on block 0 will be restricted.\n"
+                     "         Specify the 'raw' format explicitly to remove the restrictions.",
+                     o->filename);
+            b->probed_raw = !o->read_only;
         }
-        /* QEMU's words, so users and scripts recognise them. */
-        log_warn("Image format was not specified for '%s' and probing guessed raw.\n"
-                 "         Automatically detecting the format is dangerous for raw images, "
-                 "write operations on block 0 will be restricted.\n"
-                 "         Specify the 'raw' format explicitly to remove the restrictions.",
-                 o->filename);
-        b->probed_raw = !o->read_only;
     }
 
     if (drv->open(&b->drv_state, &b->file, o->read_only || o->snapshot, err, errlen) < 0)

@@ -2,6 +2,7 @@
  * driver (not special-cased in block.c) so qcow2 plugs into the same table
  * and snapshot=on layers over either the same way. */
 #include "block/block_int.h"
+#include "block/qcow2.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -54,6 +55,7 @@ const struct block_driver blk_driver_raw = {
 
 static const struct block_driver *const blk_drivers[] = {
     &blk_driver_raw,
+    &blk_driver_qcow2,
     NULL,
 };
 

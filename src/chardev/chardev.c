@@ -189,8 +189,10 @@ void chardev_write(struct chardev *c, const void *buf, size_t len)
         break;          /* EAGAIN on a slow peer, EIO/EPIPE: see below */
     }
     if (len && c->out_fd >= 0 && c->nonblocking_out && (errno == EAGAIN || c->olen)) {
+        /* All or nothing: half a message (a QMP reply) would corrupt the
+         * stream for the peer; a whole dropped one only loses it. */
         size_t room = CHARDEV_OUTBUF_MAX - c->olen;
-        size_t take = len < room ? len : room;
+        size_t take = len <= room ? len : 0;
         if (c->olen + take > c->ocap) {
             size_t cap = c->ocap ? c->ocap : 4096;
             while (cap < c->olen + take)
@@ -242,11 +244,24 @@ static void chardev_on_writable(void *opaque, int fd, uint32_t events)
     memmove(c->obuf, c->obuf + off, c->olen - off);
     c->olen -= off;
     bool done = c->olen == 0;
+    bool resume = c->olen < CHARDEV_BACKLOG_RESUME && c->in_off < c->in_len;
     pthread_mutex_unlock(&c->lock);
     if (done && c->out_watched) {
         loop_del_fd(c->loop, fd);
         c->out_watched = false;
     }
+    if (resume)
+        chardev_pump(c);    /* a front end held input back for our backlog */
+}
+
+size_t chardev_write_backlog(struct chardev *c)
+{
+    if (!c || c->mux)
+        return 0;
+    pthread_mutex_lock(&c->lock);
+    size_t n = c->olen;
+    pthread_mutex_unlock(&c->lock);
+    return n;
 }
 
 /* Loop thread: output started waiting; watch the peer for room. */

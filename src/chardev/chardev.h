@@ -72,6 +72,12 @@ void chardev_set_input(struct chardev *c, chardev_input_fn fn, void *opaque);
 void chardev_set_event(struct chardev *c, chardev_event_fn fn, void *opaque);
 void chardev_write(struct chardev *c, const void *buf, size_t len);
 void chardev_input_ready(struct chardev *c);
+/* Bytes written but not yet taken by the peer (buffered output). A front
+ * end that produces output per input (the QMP monitor) stops accepting
+ * input while this is large, so a client that does not read cannot make it
+ * buffer without bound; input resumes as the backlog drains. */
+size_t chardev_write_backlog(struct chardev *c);
+#define CHARDEV_BACKLOG_RESUME (64u << 10)
 
 /* ---- the multiplexer (-chardev ...,mux=on, -serial mon:DEV, -nographic) ----
  * Output from every front end goes to the back end (with Ctrl-a t, each

@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define DRIVE_FORM "file=PATH,if=virtio|none[,id=ID][,format=raw][,cache=writeback|none|writethrough|directsync|unsafe][,aio=threads|io_uring][,snapshot=on][,readonly=on][,serial=S][,index=N]"
+#define DRIVE_FORM "file=PATH,if=virtio|none[,id=ID][,format=raw|qcow2][,cache=writeback|none|writethrough|directsync|unsafe][,aio=threads|io_uring][,snapshot=on][,readonly=on][,serial=S][,index=N]"
 
 static int drive_fail(char *err, unsigned errlen, const char *fmt, const char *arg)
 {
@@ -70,10 +70,9 @@ int config_parse_drive(struct vm_config *cfg, const char *arg, char *err, unsign
         goto out;
     }
     if ((v = keyval_get(&kv, "format"))) {
-        if (strcmp(v, "raw")) {
-            ret = drive_fail(err, errlen, !strcmp(v, "qcow2")
-                             ? "format=%s is not supported yet (expected format=raw)"
-                             : "unknown format '%s' (expected format=raw)", v);
+        if (strcmp(v, "raw") && strcmp(v, "qcow2")) {
+            ret = drive_fail(err, errlen, "unknown format '%s' (expected format=raw or qcow2)",
+                             v);
             goto out;
         }
         d.format = strdup(v);

@@ -477,8 +477,12 @@ int vm_system_reset(struct vm *vm)
     int ret = vm_reset(vm, running);
     if (ret < 0)
         return ret;
-    if (vm->run_state == VM_RUN_SHUTDOWN || vm->run_state == VM_RUN_INTERNAL_ERROR)
-        vm->run_state = VM_RUN_PAUSED;
+    /* A stopped VM that is reset has not run since: QEMU calls that
+     * prelaunch (query-status), whatever it was stopped for. */
+    if (!running) {
+        vm->run_state = VM_RUN_PRELAUNCH;
+        vm->clock_at_stop.clock = 0;
+    }
     vm_emit(vm, VM_EVENT_RESET, false, "host-qmp-system-reset");
     return 0;
 }

@@ -178,7 +178,8 @@ void vm_request_poweroff(struct vm *vm);
  * vm_cont: paused/prelaunch -> running (RESUME); -EBUSY in state shutdown
  *          or internal-error (a reset is needed first).
  * vm_system_reset: like a guest reset but caused by the host (RESET
- *          guest=false); a VM in state shutdown becomes paused.
+ *          guest=false); a VM that was not running (paused, shutdown)
+ *          is then in prelaunch, as in QEMU.
  * vm_system_powerdown: press the ACPI power button (POWERDOWN).
  * vm_quit: end kvmbox with status 0 (SHUTDOWN guest=false, host-qmp-quit). */
 int vm_stop(struct vm *vm);

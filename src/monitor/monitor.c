@@ -93,11 +93,23 @@ void monitor_free(struct monitor *m)
 size_t monitor_input(void *opaque, const uint8_t *buf, size_t len)
 {
     struct monitor *m = opaque;
-    if (m->mode == MONITOR_QMP)
-        qmp_input(m, buf, len);
-    else
+    if (m->mode != MONITOR_QMP) {
         hmp_input(m, buf, len);
-    return len;
+        return len;
+    }
+    /* Take requests in small pieces and stop while the client is not
+     * reading our replies (as QEMU stops reading a QMP socket): the rest
+     * stays with the chardev, which offers it again as the backlog drains. */
+    enum { PIECE = 512 };
+    size_t done = 0;
+    while (done < len) {
+        if (chardev_write_backlog(m->chr) > CHARDEV_BACKLOG_RESUME)
+            break;
+        size_t n = len - done < PIECE ? len - done : PIECE;
+        qmp_input(m, buf + done, n);
+        done += n;
+    }
+    return done;
 }
 
 void monitor_connected(struct monitor *m)

@@ -15,7 +15,7 @@ CC=${FUZZ_CC:-clang}
 FLAGS="-g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
        -fno-omit-frame-pointer -std=c11 -D_GNU_SOURCE -Isrc
        -Wall -Wextra -Wno-unused-parameter"
-LIBS="-lpthread"
+LIBS="-lpthread -luring -lz -lzstd"   # what the project links (see the Makefile)
 
 if ! command -v "$CC" >/dev/null 2>&1; then
     echo "SKIP fuzz-build: $CC not found (Debian: apt-get install clang libclang-rt-14-dev)"

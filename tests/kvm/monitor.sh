@@ -5,7 +5,8 @@
 #   PASS name | FAIL name: reason | SKIP name: reason
 # Usage: tests/kvm/monitor.sh [test...]      (default: all tests)
 # Environment: KVMBOX (default build/kvmbox-san), KVM_TEST_TIMEOUT (s, 30),
-#              KVM_TEST_KEEP=1 keeps the scratch dir. Needs python3 (the QMP
+#              KVM_TEST_KEEP=1 keeps the scratch dir, BACKLOG_KIB (8192) the
+#              unread replies of qmp-slow-client-large-reply. Needs python3 (the QMP
 #              and HMP clients); wire-compat needs qemu-system-x86_64.
 set -u
 
@@ -16,6 +17,7 @@ MBGUEST=tests/guest/build/testguest-mb.elf
 TMO=${KVM_TEST_TIMEOUT:-30}
 ALL_TESTS="qmp-basic qmp-stop-cont qmp-reset qmp-quit qmp-bad-input qmp-two-clients"
 ALL_TESTS+=" qmp-slow-client qmp-reconnect qmp-powerdown qmp-wire-compat hmp-basic"
+ALL_TESTS+=" qmp-powerdown-guest hmp-powerdown start-paused no-shutdown qmp-slow-client-large-reply"
 
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1}
@@ -361,6 +363,221 @@ def t_hmp(sock, serial):
     wait_ticks(serial, n + 3)
     check(h.cmd("foo") == "unknown command: 'foo'\r\n", "unknown command")
 
+
+# --- lifecycle with an ACPI-aware guest, -S, -no-shutdown ----------------------
+def serial_text(serial):
+    try:
+        with open(serial, "rb") as f:
+            return f.read()
+    except OSError:
+        return b""
+
+def wait_serial(serial, text, count=1):
+    end = time.time() + TMO
+    while serial_text(serial).count(text) < count:
+        if time.time() > end:
+            raise Fail("no %r (x%d) on the serial port within %.0fs; last: %r"
+                       % (text, count, TMO, serial_text(serial)[-160:]))
+        time.sleep(0.05)
+    check(b"FAIL" not in serial_text(serial), "guest: %r" % serial_text(serial)[-160:])
+
+def events_until(q, name):
+    """Every event (queued ones first) up to and including the next NAME."""
+    out = []
+    end = time.time() + TMO
+    while True:
+        while q.events:
+            e = q.events.pop(0)
+            out.append(e)
+            if e["event"] == name:
+                return out
+        m = q.recv(max(0.01, end - time.time()))
+        if "event" in m:
+            q.events.append(m)
+
+def wait_closed(s, what):
+    """kvmbox closes the monitor connection when it exits."""
+    end = time.time() + TMO
+    while time.time() < end:
+        s.settimeout(max(0.01, end - time.time()))
+        try:
+            if not s.recv(65536):
+                return
+        except socket.timeout:
+            break
+        except ConnectionResetError:
+            return
+    raise Fail("%s: kvmbox did not close the connection (still running?)" % what)
+
+STATUS_SHUTDOWN = {"return": {"status": "shutdown", "singlestep": False, "running": False}}
+STATUS_PRELAUNCH = {"return": {"status": "prelaunch", "singlestep": False, "running": False}}
+STATUS_RUNNING = {"return": {"status": "running", "singlestep": False, "running": True}}
+# qemu-system-x86_64 7.2 on `cont` in state shutdown (-no-shutdown):
+NEEDS_RESET = "Resetting the Virtual Machine is required"
+
+def t_powerdown_guest(sock, serial):
+    q = QMP(sock)
+    wait_serial(serial, b"powerbutton: armed")
+    check(q.cmd("system_powerdown") == {"return": {}}, "system_powerdown")
+    evs = events_until(q, "SHUTDOWN")
+    names = [e["event"] for e in evs]
+    check(names == ["POWERDOWN", "SHUTDOWN"], "events %r, want POWERDOWN, SHUTDOWN" % names)
+    check_event_shape(evs[0], "POWERDOWN")
+    check_event_shape(evs[1], "SHUTDOWN", ["guest", "reason"])
+    check(evs[1]["data"] == {"guest": True, "reason": "guest-shutdown"}, "SHUTDOWN %r" % evs[1])
+    wait_serial(serial, b"powerbutton: pressed")
+    wait_closed(q.s, "after the guest powered off")
+
+def t_hmp_powerdown(sock, serial):
+    h = HMP(sock)
+    wait_serial(serial, b"powerbutton: armed")
+    check(h.cmd("system_powerdown") == "", "system_powerdown")
+    wait_serial(serial, b"powerbutton: pressed")
+    wait_closed(h.s, "after the guest powered off")
+
+def t_start_paused(sock, serial):
+    q = QMP(sock)
+    r = q.cmd("query-status")
+    check(r == STATUS_PRELAUNCH, "query-status with -S: %r" % r)
+    r = q.cmd("human-monitor-command", {"command-line": "info status"})
+    check(r == {"return": "VM status: paused (prelaunch)\r\n"}, "info status with -S: %r" % r)
+    time.sleep(1)
+    check(serial_text(serial) == b"", "the guest ran before cont: %r" % serial_text(serial)[:80])
+    check(q.cmd("stop") == {"return": {}}, "stop in prelaunch")
+    check(q.cmd("query-status") == STATUS_PRELAUNCH, "stop changed prelaunch")
+    check(not [e for e in q.events if e["event"] == "STOP"], "STOP event in prelaunch")
+    check(q.cmd("cont") == {"return": {}}, "cont")
+    check_event_shape(q.event("RESUME"), "RESUME")
+    wait_ticks(serial, 3)
+    r = q.cmd("query-status")
+    check(r == STATUS_RUNNING, "after cont: %r" % r)
+
+def t_no_shutdown(sock, serial):
+    # -S so that no event can be missed: the hello guest powers off at once.
+    q = QMP(sock)
+    check(q.cmd("cont") == {"return": {}}, "cont")
+    evs = events_until(q, "STOP")
+    names = [e["event"] for e in evs]
+    check(names == ["RESUME", "SHUTDOWN", "STOP"], "events %r, want RESUME, SHUTDOWN, STOP" % names)
+    check(evs[1]["data"] == {"guest": True, "reason": "guest-shutdown"}, "SHUTDOWN %r" % evs[1])
+    wait_serial(serial, b"hello: ok")
+    time.sleep(0.5)
+    r = q.cmd("query-status")
+    check(r == STATUS_SHUTDOWN, "query-status after the guest powered off: %r" % r)
+    r = q.cmd("human-monitor-command", {"command-line": "info status"})
+    check(r == {"return": "VM status: paused (shutdown)\r\n"}, "info status: %r" % r)
+    r = q.cmd("cont")
+    check(r == {"error": {"class": "GenericError", "desc": NEEDS_RESET}}, "cont in shutdown: %r" % r)
+    r = q.cmd("human-monitor-command", {"command-line": "cont"})
+    check(r == {"return": "Error: %s\r\n" % NEEDS_RESET}, "HMP cont in shutdown: %r" % r)
+    check(q.cmd("query-status") == STATUS_SHUTDOWN, "cont changed state shutdown")
+    check(q.cmd("stop") == {"return": {}}, "stop in shutdown")
+    check(not q.events, "events after refused cont/stop: %r" % q.events)
+    check(q.cmd("system_reset") == {"return": {}}, "system_reset")
+    e = q.event("RESET")
+    check(e["data"] == {"guest": False, "reason": "host-qmp-system-reset"}, "RESET %r" % e)
+    r = q.cmd("query-status")
+    check(r == STATUS_PRELAUNCH, "after system_reset in shutdown (QEMU 7.2: prelaunch): %r" % r)
+    check(serial_text(serial).count(b"kvmbox-testguest: test=hello") == 1, "booted before cont")
+    check(q.cmd("cont") == {"return": {}}, "cont after system_reset")
+    evs = events_until(q, "STOP")
+    names = [e["event"] for e in evs]
+    check(names == ["RESUME", "SHUTDOWN", "STOP"], "second boot: events %r" % names)
+    wait_serial(serial, b"hello: ok", 2)
+    check(serial_text(serial).count(b"kvmbox-testguest: test=hello") == 2, "second boot")
+    check(q.cmd("query-status") == STATUS_SHUTDOWN, "second power-off")
+    check(q.cmd("quit") == {"return": {}}, "quit")
+    e = q.event("SHUTDOWN")
+    check(e["data"] == {"guest": False, "reason": "host-qmp-quit"}, "SHUTDOWN %r" % e)
+    wait_closed(q.s, "after quit")
+
+def slow_line(s, pause_each=0.0, pause_every=0, pause=0.0):
+    """Read one line one byte at a time (recv(1)), pausing after each of
+    the first 32 bytes and then every pause_every bytes."""
+    data = bytearray()
+    end = time.time() + TMO
+    while not data.endswith(b"\n"):
+        check(time.time() < end, "slow reader: no complete line within %.0fs (%d bytes)"
+              % (TMO, len(data)))
+        s.settimeout(max(0.01, end - time.time()))
+        try:
+            d = s.recv(1)
+        except socket.timeout:
+            continue
+        if not d:
+            raise Fail("slow reader: connection closed after %d bytes" % len(data))
+        data += d
+        if pause_each and len(data) <= 32:
+            time.sleep(pause_each)
+        elif pause_every and len(data) % pause_every == 0:
+            time.sleep(pause)
+    return parse_line(data)
+
+def parse_line(data):
+    try:
+        return json.loads(bytes(data))
+    except ValueError as e:
+        raise Fail("slow reader: invalid JSON (%s) in %d bytes: %r ... %r"
+                   % (e, len(data), bytes(data[:60]), bytes(data[-60:])))
+
+def t_slow_large_reply(sock, serial):
+    import threading
+    q = QMP(sock)
+    ref = q.cmd("query-commands")
+    check(isinstance(ref.get("return"), list) and len(ref["return"]) > 10, "query-commands")
+    size = len(json.dumps(ref))
+    s = connect(SOCK2)
+    g = slow_line(s, pause_each=0.02)
+    check("QMP" in g, "slow greeting %r" % g)
+    s.sendall(b'{"execute": "qmp_capabilities"}\n')
+    check(slow_line(s) == {"return": {}}, "slow qmp_capabilities")
+    # 1: one large reply, read a byte at a time: the first bytes slowly,
+    # then a pause every 256 bytes.
+    s.sendall(b'{"execute": "query-commands", "id": "big"}\n')
+    time.sleep(0.5)
+    r = slow_line(s, pause_each=0.05, pause_every=256, pause=0.01)
+    check(r.get("id") == "big" and r.get("return") == ref["return"],
+          "slow large reply differs from the fast client's (%d bytes)" % len(json.dumps(r)))
+    # 2: a backlog well beyond the socket buffers (n replies, BACKLOG_KIB,
+    # default 8 MiB, not read for 2 s; QEMU loses none: it stops reading
+    # requests while replies wait), while the VM and another client carry on; then the
+    # first replies a byte at a time, the rest in small reads: every reply
+    # complete, valid and in order.
+    n = max(50, (int(os.environ.get("BACKLOG_KIB", "8192")) << 10) // size)
+    req = b"".join(b'{"execute": "query-commands", "id": %d}\n' % i for i in range(n))
+    sender = threading.Thread(target=lambda: s.sendall(req), daemon=True)
+    sender.start()
+    time.sleep(2)
+    t0 = ticks(serial)
+    wait_ticks(serial, t0 + 3)
+    r = q.cmd("query-status", id="other")
+    check(r.get("return", {}).get("status") == "running", "other client while backlogged: %r" % r)
+    buf = b""
+    end = time.time() + TMO
+    for i in range(n):
+        if i < 3:
+            r = slow_line(s, pause_every=4096, pause=0.01)
+        else:
+            while b"\n" not in buf:
+                check(time.time() < end, "backlog: reply %d of %d not within %.0fs" % (i, n, TMO))
+                s.settimeout(max(0.01, end - time.time()))
+                try:
+                    d = s.recv(512)
+                except socket.timeout:
+                    continue
+                if not d:
+                    raise Fail("backlog: connection closed at reply %d of %d" % (i, n))
+                buf += d
+            line, buf = buf.split(b"\n", 1)
+            r = parse_line(line)
+        check(r.get("id") == i, "reply %d: id %r (replies lost or reordered?)" % (i, r.get("id")))
+        check(r.get("return") == ref["return"], "reply %d differs" % i)
+    check(buf == b"", "trailing bytes after the replies: %r" % buf[:80])
+    sender.join(TMO)
+    check(not sender.is_alive(), "the requests were never all accepted")
+    s.close()
+    check(q.cmd("query-status")["return"]["status"] == "running", "after the slow client")
+
 # --- wire compatibility: same requests to both, compare key sets and types ---
 def shape(v):
     if isinstance(v, dict):
@@ -426,7 +643,10 @@ def t_wire(sock, serial):
 TESTS = {"qmp-basic": t_basic, "qmp-stop-cont": t_stop_cont, "qmp-reset": t_reset,
          "qmp-quit": t_quit, "qmp-bad-input": t_bad_input, "qmp-two-clients": t_two_clients,
          "qmp-slow-client": t_slow_client, "qmp-reconnect": t_reconnect,
-         "qmp-powerdown": t_powerdown, "qmp-wire-compat": t_wire, "hmp-basic": t_hmp}
+         "qmp-powerdown": t_powerdown, "qmp-wire-compat": t_wire, "hmp-basic": t_hmp,
+         "qmp-powerdown-guest": t_powerdown_guest, "hmp-powerdown": t_hmp_powerdown,
+         "start-paused": t_start_paused, "no-shutdown": t_no_shutdown,
+         "qmp-slow-client-large-reply": t_slow_large_reply}
 
 if __name__ == "__main__":
     name, sock, serial = sys.argv[1], sys.argv[2], sys.argv[3]
@@ -441,13 +661,14 @@ if __name__ == "__main__":
         sys.exit(1)
 EOF
 
-# start NAME ARGS...: kvmbox in the background with the tick guest; QMP on
-# $SCRATCH/NAME.qmp (and .qmp2), serial in $SCRATCH/NAME.serial. Sets VMPID.
+# start NAME ARGS...: kvmbox in the background with the tick guest (or
+# $APPEND); QMP on $SCRATCH/NAME.qmp (and .qmp2), serial in
+# $SCRATCH/NAME.serial. Sets VMPID.
 start() {
     local name=$1
     shift
     rm -f "$SCRATCH/$name.qmp" "$SCRATCH/$name.qmp2"
-    timeout -k 5 "$TMO" "$KVMBOX" -kernel "$GUEST" -append "test=tick" -smp 2 -m 128 \
+    timeout -k 5 "$TMO" "$KVMBOX" -kernel "$GUEST" -append "${APPEND:-test=tick}" -smp 2 -m 128 \
         -name montest -uuid 550e8400-e29b-41d4-a716-446655440000 -display none \
         -serial "file:$SCRATCH/$name.serial" "$@" \
         >"$SCRATCH/$name.out" 2>"$SCRATCH/$name.err" </dev/null &
@@ -476,6 +697,16 @@ finish() {
         fail "$name" "sanitizer report: $(grep -m1 "Sanitizer\|runtime error" "$SCRATCH/$name.err")"
         return 1
     fi
+    # kvmbox ended by itself: like QEMU it removes its listening sockets.
+    if [ -n "$want_exit" ]; then
+        local f
+        for f in "$SCRATCH/$name.qmp" "$SCRATCH/$name.qmp2"; do
+            if [ -e "$f" ]; then
+                fail "$name" "socket $f left behind after kvmbox exited"
+                return 1
+            fi
+        done
+    fi
 }
 
 client() {
@@ -485,10 +716,12 @@ client() {
         "$SCRATCH/$name.serial" "$@" >"$SCRATCH/$name.client" 2>&1
 }
 
+# qmp_test NAME [WANT_EXIT [KVMBOX ARGS...]]
 qmp_test() {
     local name=$1 want_exit=${2:-}
+    shift $(($# < 2 ? $# : 2))
     start "$name" -qmp "unix:$SCRATCH/$name.qmp,server=on,wait=off" \
-        -qmp "unix:$SCRATCH/$name.qmp2,server=on,wait=off"
+        -qmp "unix:$SCRATCH/$name.qmp2,server=on,wait=off" "$@"
     if ! client "$name" "$name"; then
         fail "$name" "$(tail -1 "$SCRATCH/$name.client")"
         finish "$name" >/dev/null
@@ -497,20 +730,21 @@ qmp_test() {
     finish "$name" "$want_exit" && pass "$name"
 }
 
+# t_hmp_basic [NAME [WANT_EXIT]]
 t_hmp_basic() {
-    local name=hmp-basic
+    local name=${1:-hmp-basic} want_exit=${2:-}
     start "$name" -monitor "unix:$SCRATCH/$name.qmp,server=on,wait=off"
     if ! client "$name" "$name"; then
         fail "$name" "$(tail -1 "$SCRATCH/$name.client")"
         finish "$name" >/dev/null
         return
     fi
-    finish "$name" && pass "$name"
+    finish "$name" "$want_exit" && pass "$name"
 }
 
 t_powerdown() {
-    # The test guest has no ACPI power-button handler yet (test=powerbutton):
-    # check the command and the POWERDOWN event only.
+    # The tick guest ignores the button: the command and the POWERDOWN
+    # event only (qmp-powerdown-guest: a guest that powers off on it).
     qmp_test qmp-powerdown
 }
 
@@ -544,6 +778,11 @@ for t in $TESTS; do
         qmp_test "$t" ;;
     qmp-quit) qmp_test "$t" 0 ;;
     qmp-powerdown) t_powerdown ;;
+    qmp-powerdown-guest) APPEND=test=powerbutton qmp_test "$t" 0 ;;
+    hmp-powerdown) APPEND=test=powerbutton t_hmp_basic "$t" 0 ;;
+    start-paused) qmp_test "$t" "" -S ;;
+    no-shutdown) APPEND=test=hello qmp_test "$t" 0 -S -no-shutdown ;;
+    qmp-slow-client-large-reply) qmp_test "$t" ;;
     qmp-wire-compat) t_wire_compat ;;
     hmp-basic) t_hmp_basic ;;
     *) fail "$t" "no such test (have: $ALL_TESTS)" ;;

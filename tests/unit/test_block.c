@@ -752,7 +752,7 @@ static void capture_log_end(int fd, char *out, size_t n)
     close(fd);
 }
 
-TEST(probe_qcow2_refused)
+TEST(probe_qcow2_detected)
 {
     char path[600];
     path_in(path, sizeof path, tdir, "q.img");
@@ -764,11 +764,10 @@ TEST(probe_qcow2_refused)
     CHECK(t_loop(&c));
     char err[512] = "";
     struct blk_options o = { .filename = path };
+    /* Probed as qcow2 (a format with a header is detected), whose header
+     * here is garbage: refused by the qcow2 driver with its reason. */
     CHECK(!blk_open(&o, c.loop, err, sizeof err));
-    char want[1400];
-    snprintf(want, sizeof want, "'%s' is a qcow2 image; kvmbox reads qcow2 from a later "
-             "release — or pass format=raw to use the bytes as a raw disk", path);
-    CHECK_STR(err, want);
+    CHECK(strstr(err, "qcow2") != NULL || strstr(err, path) != NULL);
     /* format=raw: the bytes are a raw disk, magic and all. */
     o.format = "raw";
     struct block_backend *b = blk_open(&o, c.loop, err, sizeof err);
@@ -779,7 +778,7 @@ TEST(probe_qcow2_refused)
     CHECK(strstr(err, "qcow2") != NULL);
     o.format = "vmdk";
     CHECK(!blk_open(&o, c.loop, err, sizeof err));
-    CHECK_STR(err, "'vmdk' invalid format (kvmbox knows: raw)");
+    CHECK_STR(err, "'vmdk' invalid format (kvmbox knows: raw, qcow2)");
     loop_free(c.loop);
     unlink(path);
 }
@@ -1045,7 +1044,7 @@ int main(void)
     RUN(readonly_refuses_writes);
     RUN(snapshot_threads);
     RUN(snapshot_io_uring_none);
-    RUN(probe_qcow2_refused);
+    RUN(probe_qcow2_detected);
     RUN(probe_raw_warns_and_guards_block0);
     RUN(open_errors);
     RUN(request_errors);
