@@ -12,7 +12,8 @@ SAN_FLAGS = -O1 -fno-omit-frame-pointer -fsanitize=address,undefined \
 LDLIBS  = -lpthread -luring -lz -lzstd
 
 SRCS      := $(shell find src -name '*.c' | sort)
-LIB_SRCS  := $(filter-out src/main.c,$(SRCS))
+MAINS     := src/main.c src/img/main.c
+LIB_SRCS  := $(filter-out $(MAINS),$(SRCS))
 UNIT_SRCS := $(sort $(wildcard tests/unit/test_*.c))
 
 OBJS      := $(LIB_SRCS:%.c=build/obj/%.o)
@@ -21,7 +22,7 @@ UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=build/unit/%)
 
 .PHONY: all check check-unit check-kvm check-linux install clean guest bench fuzz
 
-all: build/kvmbox build/kvmbox-san
+all: build/kvmbox build/kvmbox-san $(if $(wildcard src/img/main.c),build/kvmbox-img build/kvmbox-img-san)
 
 build/obj/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -44,6 +45,13 @@ build/kvmbox: build/obj/src/main.o build/libkvmbox.a
 
 # The sanitizer build of the VMM: the KVM integration tests run it.
 build/kvmbox-san: build/san/src/main.o build/libkvmbox-san.a
+	$(CC) $(SAN_FLAGS) -o $@ $^ $(LDLIBS)
+
+# kvmbox-img: qemu-img's verbs for kvmbox's image formats.
+build/kvmbox-img: build/obj/src/img/main.o build/libkvmbox.a
+	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+
+build/kvmbox-img-san: build/san/src/img/main.o build/libkvmbox-san.a
 	$(CC) $(SAN_FLAGS) -o $@ $^ $(LDLIBS)
 
 # Unit tests always build with ASan+UBSan.
@@ -72,8 +80,9 @@ fuzz:
 bench: build/kvmbox
 	bench/run.sh
 
-install: build/kvmbox
+install: all
 	install -D -m 755 build/kvmbox $(DESTDIR)$(PREFIX)/bin/kvmbox
+	if [ -f build/kvmbox-img ]; then install -D -m 755 build/kvmbox-img $(DESTDIR)$(PREFIX)/bin/kvmbox-img; fi
 
 clean:
 	rm -rf build
