@@ -25,8 +25,10 @@
 #include "core/guest_mem.h"
 #include "core/irq.h"
 
+struct block_backend;
 struct chardev_registry;
 struct kvm_irq_routing_state;
+struct pci_bus;
 struct loop;
 struct vm;
 
@@ -61,6 +63,7 @@ struct vm_device {
 };
 
 #define VM_MAX_DEVICES 64
+#define VM_MAX_BLOCKS 16
 
 enum vm_request {
     VM_REQ_EXIT = 1u << 0,
@@ -122,6 +125,16 @@ struct vm {
     const struct vm_machine_ops *machine;
     void *machine_state;
     struct chardev_registry *chardevs;  /* every -chardev/-serial back end (monitor: query-chardev) */
+    struct pci_bus *pci;                /* the machine's PCI bus 0 (monitor: query-pci), or NULL */
+    /* Every drive with its device, for query-block/query-blockstats. The
+     * strings point into the config; main thread only. */
+    struct vm_block {
+        const char *id;                 /* -drive id */
+        const char *qdev;               /* the device's id or its model name */
+        const struct drive_config *drive;
+        struct block_backend *backend;
+    } blocks[VM_MAX_BLOCKS];
+    unsigned nr_blocks;
 
     struct vm_device devices[VM_MAX_DEVICES];
     unsigned nr_devices;

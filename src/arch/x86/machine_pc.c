@@ -336,6 +336,7 @@ static int pc_create_devices(struct pc_machine *pc, struct vm *vm, char *err, si
     /* Added before any PCI device, so devices are freed first. */
     if (pc_add(vm, "pci", pc_pci_reset, pc_pci_free, &pc->pci, err, errlen) < 0)
         return -1;
+    vm->pci = &pc->pci;
     if (virtio_devices_create(vm, cfg, &pc->pci, vm->chardevs, err, errlen) < 0)
         return -1;
 

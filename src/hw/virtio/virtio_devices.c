@@ -99,6 +99,10 @@ static int make_blk(struct virtio_build *b, const struct drive_config *d,
         virtio_device_slot_free(s);
         return -1;
     }
+    if (b->vm->nr_blocks < VM_MAX_BLOCKS)     /* for query-block */
+        b->vm->blocks[b->vm->nr_blocks++] = (struct vm_block){
+            .id = d->id, .qdev = dev && dev->id ? dev->id : name, .drive = d,
+            .backend = s->backend };
     return add_slot(b, s);
 }
 

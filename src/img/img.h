@@ -1,0 +1,98 @@
+/* kvmbox-img: qemu-img's verbs over kvmbox's image formats (raw, qcow2).
+ * Shared helpers (common.c): opening images through the block drivers
+ * synchronously, size parsing, -o option lists, messages and progress.
+ * One file per verb (create.c, info.c, ...), each exporting img_VERB.
+ *
+ * Everything runs on the main thread; the drivers' calls are used
+ * directly (no block backend, no event loop). Exit codes follow
+ * qemu-img: 0 success, 1 error, check: 2 corruptions, 3 leaks. */
+#ifndef KVMBOX_IMG_IMG_H
+#define KVMBOX_IMG_IMG_H
+
+#include "block/block_int.h"
+#include "block/qcow2_int.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+
+struct img {
+    char *name;
+    const char *fmt;                /* "raw" or "qcow2" */
+    const struct block_driver *drv;
+    void *st;
+    struct blk_file file;
+    bool file_open;
+    struct qcow2 *q;                /* qcow2 state (st) or NULL */
+    uint64_t size;
+};
+
+enum {
+    IMG_RW = 1,             /* open for writing */
+    IMG_NO_BACKING = 2,     /* do not open backing files */
+    IMG_NOCACHE = 4,        /* O_DIRECT */
+    IMG_QUIET = 8,          /* no error message */
+};
+
+/* Open `name` as `fmt` (NULL: probe). 0, or -errno after printing
+ * "kvmbox-img: Could not open ..." (unless IMG_QUIET). */
+int img_open(struct img *im, const char *name, const char *fmt, unsigned flags);
+/* Write back and close; returns 0 or -errno (close-time write-back). */
+int img_close(struct img *im);
+int img_read(struct img *im, uint64_t off, void *buf, uint64_t len);
+int img_write(struct img *im, uint64_t off, const void *buf, uint64_t len);
+/* Probe a file's format: "qcow2" or "raw"; NULL with a message on error. */
+const char *img_probe(const char *name);
+
+/* "kvmbox-img: " + message + newline on stderr. */
+void img_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* qemu-img's size syntax: number with optional k/M/G/T/P/E (binary) or b
+ * suffix, fractions allowed ("1.5G"). false if invalid. */
+bool img_parse_size(const char *s, uint64_t *out);
+/* The invalid size message, as qemu-img prints it. */
+void img_err_size(void);
+/* qemu's size_to_str: "196 KiB", "1 GiB", "0 B". */
+void img_human_size(uint64_t v, char *buf, unsigned len);
+
+/* -o key=value[,key=value...] lists (several -o accumulate). */
+struct img_opts {
+    unsigned n;
+    char *key[64];
+    char *val[64];
+};
+bool img_opts_add(struct img_opts *o, const char *list);
+const char *img_opts_get(const struct img_opts *o, const char *key);
+void img_opts_free(struct img_opts *o);
+bool img_parse_bool(const char *s, bool *out);
+
+/* Progress (-p): "    (12.34/100%)\r" on stdout, as qemu-img. */
+void img_progress(bool on, double pct);
+void img_progress_end(bool on);
+
+/* The host file's allocated bytes (st_blocks * 512). */
+uint64_t img_disk_usage(const char *name);
+
+/* Verbs: argc/argv start at the verb name (argv[0] = "create"). */
+int img_create(int argc, char **argv);
+int img_info(int argc, char **argv);
+int img_check(int argc, char **argv);
+int img_convert(int argc, char **argv);
+int img_resize(int argc, char **argv);
+int img_map(int argc, char **argv);
+int img_compare(int argc, char **argv);
+int img_snapshot(int argc, char **argv);
+int img_measure(int argc, char **argv);
+int img_commit(int argc, char **argv);
+int img_rebase(int argc, char **argv);
+int img_amend(int argc, char **argv);
+int img_bench(int argc, char **argv);
+
+/* ---- qcow2 helpers for the verbs (qcow2 state internals) ---------------- */
+
+/* Create an image of format fmt with options (the create verb's core, also
+ * used by convert): prints the "Formatting ..." line unless quiet. */
+int img_create_image(const char *name, const char *fmt, uint64_t size, bool have_size,
+                     const struct img_opts *o, const char *backing, const char *backing_fmt,
+                     bool quiet);
+
+#endif

@@ -1,0 +1,204 @@
+/* qcow2 header extras and the snapshot table for kvmbox-img (see qmeta.h). */
+#include "img/qmeta.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+int qhdr_read(struct img *im, struct qhdr *h, char *err, size_t errlen)
+{
+    struct qcow2 *q = im->q;
+    memset(h, 0, sizeof *h);
+    uint64_t cs = q->cluster_size;
+    uint8_t *hc = malloc(cs);
+    if (!hc)
+        return -ENOMEM;
+    int r = blk_file_pread(&im->file, 0, hc, cs);
+    if (r < 0) {
+        snprintf(err, errlen, "cannot read the header: %s", strerror(-r));
+        free(hc);
+        return r;
+    }
+    uint64_t boff = qcow2_be64(hc + 8);
+    uint32_t blen = qcow2_be32(hc + 16);
+    if (boff && blen && boff < cs && blen < sizeof h->backing && boff + blen <= cs) {
+        memcpy(h->backing, hc + boff, blen);
+        h->backing[blen] = 0;
+        h->has_backing = true;
+    }
+    uint32_t hlen = q->version >= 3 ? qcow2_be32(hc + 100) : QCOW2_HDR_V2_LEN;
+    uint64_t end = boff && boff >= hlen && boff < cs ? boff : cs;
+    for (uint64_t p = hlen; p + 8 <= end;) {
+        uint32_t type = qcow2_be32(hc + p), len = qcow2_be32(hc + p + 4);
+        p += 8;
+        if (type == QCOW2_EXT_END || len > end - p)
+            break;
+        if (type == QCOW2_EXT_BACKING_FORMAT && len < sizeof h->backing_fmt) {
+            memcpy(h->backing_fmt, hc + p, len);
+            h->backing_fmt[len] = 0;
+            h->has_backing_fmt = true;
+        }
+        p += ((uint64_t)len + 7) & ~7ull;
+    }
+    free(hc);
+    return 0;
+}
+
+void qsnap_free(struct qsnap *s, uint32_t n)
+{
+    if (!s)
+        return;
+    for (uint32_t i = 0; i < n; i++) {
+        free(s[i].id);
+        free(s[i].name);
+    }
+    free(s);
+}
+
+static char *strndup_safe(const uint8_t *p, size_t n)
+{
+    char *s = malloc(n + 1);
+    if (s) {
+        memcpy(s, p, n);
+        s[n] = 0;
+    }
+    return s;
+}
+
+int qsnap_read(struct img *im, struct qsnap **out, uint32_t *n, uint64_t *table_bytes,
+               char *err, size_t errlen)
+{
+    struct qcow2 *q = im->q;
+    *out = NULL;
+    *n = 0;
+    if (table_bytes)
+        *table_bytes = 0;
+    if (!q || !q->nb_snapshots)
+        return 0;
+    uint32_t cnt = q->nb_snapshots;
+    struct qsnap *s = calloc(cnt, sizeof *s);
+    if (!s)
+        return -ENOMEM;
+    uint64_t off = q->snapshots_offset, fsize = im->file.size;
+    uint8_t h[40];
+    int r = 0;
+    for (uint32_t i = 0; i < cnt; i++) {
+        if (off + 40 > fsize || off + 40 < off) {
+            snprintf(err, errlen, "snapshot table runs past the end of the file");
+            r = -EINVAL;
+            break;
+        }
+        if ((r = blk_file_pread(&im->file, off, h, sizeof h)) < 0)
+            break;
+        struct qsnap *e = &s[i];
+        e->l1_offset = qcow2_be64(h);
+        e->l1_size = qcow2_be32(h + 8);
+        uint16_t idl = qcow2_be16(h + 12), nl = qcow2_be16(h + 14);
+        e->date_sec = qcow2_be32(h + 16);
+        e->date_nsec = qcow2_be32(h + 20);
+        e->vm_clock_nsec = qcow2_be64(h + 24);
+        e->vm_state_size = qcow2_be32(h + 32);
+        e->extra_len = qcow2_be32(h + 36);
+        e->icount = -1;
+        e->disk_size = q->size;
+        if (e->extra_len > 1024) {
+            snprintf(err, errlen, "snapshot %u: extra data too large (%u bytes)", i,
+                     e->extra_len);
+            r = -EINVAL;
+            break;
+        }
+        uint64_t len = 40 + (uint64_t)e->extra_len + idl + nl;
+        if (off + len > fsize) {
+            snprintf(err, errlen, "snapshot table runs past the end of the file");
+            r = -EINVAL;
+            break;
+        }
+        uint8_t *b = malloc(len);
+        if (!b) {
+            r = -ENOMEM;
+            break;
+        }
+        if ((r = blk_file_pread(&im->file, off, b, len)) < 0) {
+            free(b);
+            break;
+        }
+        const uint8_t *x = b + 40;
+        if (e->extra_len >= 8 && qcow2_be64(x))
+            e->vm_state_size = qcow2_be64(x);
+        if (e->extra_len >= 16)
+            e->disk_size = qcow2_be64(x + 8);
+        if (e->extra_len >= 24)
+            e->icount = (int64_t)qcow2_be64(x + 16);
+        e->id = strndup_safe(b + 40 + e->extra_len, idl);
+        e->name = strndup_safe(b + 40 + e->extra_len + idl, nl);
+        free(b);
+        if (!e->id || !e->name) {
+            r = -ENOMEM;
+            break;
+        }
+        if ((uint64_t)e->l1_size * 8 > QCOW2_MAX_L1_BYTES ||
+            (e->l1_offset & (q->cluster_size - 1)) ||
+            e->l1_offset + (uint64_t)e->l1_size * 8 > fsize) {
+            snprintf(err, errlen, "snapshot %s has an invalid L1 table", e->id);
+            r = -EINVAL;
+            i++;
+            *n = i;
+            break;
+        }
+        off += (len + 7) & ~7ull;
+        *n = i + 1;
+    }
+    if (r < 0) {
+        if (!err[0])
+            snprintf(err, errlen, "cannot read the snapshot table: %s", strerror(-r));
+        qsnap_free(s, cnt);
+        *n = 0;
+        return r;
+    }
+    if (table_bytes)
+        *table_bytes = off - q->snapshots_offset;
+    *out = s;
+    return 0;
+}
+
+static uint64_t entry_len(const struct qsnap *e)
+{
+    uint32_t extra = e->extra_len < 24 ? 24 : e->extra_len;
+    return (40 + extra + strlen(e->id) + strlen(e->name) + 7) & ~7ull;
+}
+
+uint64_t qsnap_size(const struct qsnap *s, uint32_t n)
+{
+    uint64_t t = 0;
+    for (uint32_t i = 0; i < n; i++)
+        t += entry_len(&s[i]);
+    return t;
+}
+
+void qsnap_serialise(const struct qsnap *s, uint32_t n, uint8_t *buf)
+{
+    uint8_t *p = buf;
+    for (uint32_t i = 0; i < n; i++) {
+        const struct qsnap *e = &s[i];
+        uint64_t len = entry_len(e);
+        uint32_t extra = e->extra_len < 24 ? 24 : e->extra_len;
+        memset(p, 0, len);
+        qcow2_put_be64(p, e->l1_offset);
+        qcow2_put_be32(p + 8, e->l1_size);
+        qcow2_put_be16(p + 12, (uint16_t)strlen(e->id));
+        qcow2_put_be16(p + 14, (uint16_t)strlen(e->name));
+        qcow2_put_be32(p + 16, e->date_sec);
+        qcow2_put_be32(p + 20, e->date_nsec);
+        qcow2_put_be64(p + 24, e->vm_clock_nsec);
+        qcow2_put_be32(p + 32, e->vm_state_size > UINT32_MAX ? 0 : (uint32_t)e->vm_state_size);
+        qcow2_put_be32(p + 36, extra);
+        qcow2_put_be64(p + 40, e->vm_state_size);
+        qcow2_put_be64(p + 48, e->disk_size);
+        qcow2_put_be64(p + 56, (uint64_t)e->icount);
+        memcpy(p + 40 + extra, e->id, strlen(e->id));
+        memcpy(p + 40 + extra + strlen(e->id), e->name, strlen(e->name));
+        p += len;
+    }
+}
