@@ -24,8 +24,8 @@
 #                     strace output there (default: kept nowhere)
 set -euo pipefail
 
-here=$(cd "$(dirname "$0")" && pwd)
-top=$(cd "$here/.." && pwd)
+# shellcheck source=tests/lib.sh
+. "$(dirname "$0")/../tests/lib.sh"
 
 reps=${BENCH_REPS:-1}
 kimage=${BENCH_KERNEL:-vmlinux}
@@ -41,7 +41,7 @@ done
 case $kimage in vmlinux|bzImage) ;; *) echo "boot.sh: -k vmlinux|bzImage" >&2; exit 2 ;; esac
 [[ $reps =~ ^[1-9][0-9]*$ ]] || { echo "boot.sh: -n needs a positive count" >&2; exit 2; }
 
-kvmbox=${KVMBOX:-$top/build/kvmbox}
+kvmbox=$(kvmbox_bin build/kvmbox)
 qemu=${QEMU:-qemu-system-x86_64}
 mem=${BENCH_MEM:-256}
 smp=${BENCH_SMP:-1}
@@ -52,9 +52,8 @@ qemu_cpu=()
 lpj=${BENCH_LPJ:-1000000}
 log_dir=${BENCH_LOG_DIR:-}
 
-note() { echo "# $*" >&2; }
-
-[ -e /dev/kvm ] || { echo "boot.sh: /dev/kvm is missing" >&2; exit 1; }
+problem=$(kvm_problem)
+[ -z "$problem" ] || { echo "boot.sh: $problem" >&2; exit 1; }
 need=()
 command -v strace >/dev/null || need+=(strace)
 case " $vmms " in *" microvm "*|*" pc "*)

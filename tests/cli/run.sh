@@ -18,25 +18,16 @@
 # Most cases need no /dev/kvm; every run is bounded by a timeout.
 set -euo pipefail
 
-here=$(cd "$(dirname "$0")" && pwd)
-top=$(cd "$here/../.." && pwd)
-
-vmm=${KVMBOX:-build/kvmbox}
-case $vmm in
-    /*) ;;
-    */*) if [ -n "${KVMBOX:-}" ]; then vmm=$PWD/$vmm; else vmm=$top/$vmm; fi ;;
-esac
-
-failed=0
-pass() { echo "PASS $1"; }
-fail() { echo "FAIL $1: $2"; failed=1; }
+# shellcheck source=tests/lib.sh
+. "$(dirname "$0")/../lib.sh"
+vmm=$(kvmbox_bin build/kvmbox)
 
 cases=(cli-unknown-option cli-m-garbage cli-m-zero cli-m-missing cli-m-huge
        cli-smp-zero cli-smp-topology cli-kernel-missing-file
        cli-kernel-not-a-kernel cli-serial-bogus cli-machine-unknown
        cli-device-unknown cli-no-kernel cli-version cli-help)
 if ! command -v "$vmm" >/dev/null; then
-    for c in "${cases[@]}"; do fail "$c" "$vmm not found or not executable (run make)"; done
+    fail_all "$vmm not found or not executable (run make)" "${cases[@]}"
     exit 1
 fi
 

@@ -12,8 +12,6 @@
 set -u
 
 cd "$(dirname "$0")/../.." || exit 1
-KVMBOX=${KVMBOX:-build/kvmbox-san}
-GUEST=tests/guest/build/testguest.elf
 TMO=${KVM_TEST_TIMEOUT:-30}
 ALL_TESTS="serial-unix-server serial-unix-server-wait serial-tcp-server serial-unix-client"
 ALL_TESTS+=" serial-pty serial-pty-reopen serial-file serial-null serial-input-echo"
@@ -21,64 +19,10 @@ ALL_TESTS+=" serial-input-flow-control nographic-escape stdio-eof pidfile daemon
 ALL_TESTS+=" sigterm-sigint socket-client-disconnect chardev-socket chardev-pipe chardev-errors"
 ALL_TESTS+=" serial-mon-stdio nographic-monitor"
 
-export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0}
-export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1}
-
-# shellcheck disable=SC2086
-TESTS=${*:-$ALL_TESTS}
-failed=0
-
-pass() { echo "PASS $1"; }
-fail() { echo "FAIL $1: $2"; failed=1; }
-skip() { echo "SKIP $1: $2"; }
-
-# --- is KVM usable? (same checks as tests/kvm/run.sh) ---------------------------
-kvm_problem() {
-    [ -e /dev/kvm ] || { echo "/dev/kvm does not exist"; return; }
-    { [ -r /dev/kvm ] && [ -w /dev/kvm ]; } || { echo "/dev/kvm is not readable and writable by $(id -un)"; return; }
-    if command -v python3 >/dev/null 2>&1; then
-        local v
-        v=$(python3 -c 'import fcntl, os
-fd = os.open("/dev/kvm", os.O_RDWR | os.O_CLOEXEC)
-print(fcntl.ioctl(fd, 0xAE00))' 2>&1) || { echo "cannot open /dev/kvm: ${v##*$'\n'}"; return; }
-        [ "$v" = 12 ] || { echo "KVM_GET_API_VERSION returned $v, want 12"; return; }
-    fi
-}
-problem=$(kvm_problem)
-if [ -n "$problem" ]; then
-    for t in $TESTS; do skip "$t" "$problem"; done
-    exit 0
-fi
-if [ ! -x "$KVMBOX" ]; then
-    for t in $TESTS; do fail "$t" "$KVMBOX not built (make $KVMBOX)"; done
-    exit 1
-fi
-# Incremental: the guest may be older than the tests (test=echo).
-if ! make -s -C tests/guest >/dev/null 2>&1 || [ ! -f "$GUEST" ]; then
-    for t in $TESTS; do fail "$t" "test guest does not build (make -C tests/guest)"; done
-    exit 1
-fi
-
-have() { command -v "$1" >/dev/null 2>&1; }
-
-S=$(mktemp -d /tmp/kvmbox-chardev.XXXXXX)
-BGPIDS=()          # every background process this script started
-DAEMONS=()         # daemonized kvmbox pids (not our children)
-# shellcheck disable=SC2317
-cleanup() {
-    local p
-    for p in "${BGPIDS[@]}" "${DAEMONS[@]}"; do
-        kill -KILL "$p" 2>/dev/null
-    done
-    for p in "${BGPIDS[@]}"; do wait "$p" 2>/dev/null; done
-    if [ "${KVM_TEST_KEEP:-0}" = 1 ]; then
-        echo "# outputs kept in $S" >&2
-    else
-        rm -rf "$S"
-    fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+# shellcheck source=tests/kvm/lib.sh
+. tests/kvm/lib.sh
+kvm_setup chardev
+S=$SCRATCH
 
 # --- helpers ----------------------------------------------------------------------
 # Each test works in its own directory $S/NAME; every kvmbox argv contains
@@ -143,45 +87,17 @@ wait_guest_marker() {
     wait_match "$S/$1/log" "boot-timer: marker $2 "
 }
 
-text() { { tr -d '\r' <"$1"; } 2>/dev/null; }
-lastline() { text "$1" | grep -v '^$' | tail -n1 | cut -c1-160; }
-
 # Problems common to every run of test NAME; prints a reason or nothing.
 # Checks every *err file of the test for sanitizer reports, the guest output
 # files given for FAIL lines, and leftover processes.
 problems() {
-    local name=$1 f pids
+    local name=$1
     shift
-    pids=$(pgrep -f -- "$S/$name/" 2>/dev/null | tr '\n' ' ')
-    if [ -n "$pids" ]; then
-        # shellcheck disable=SC2086
-        kill -KILL $pids 2>/dev/null
-        echo "process(es) left behind: $pids"
-        return
-    fi
-    for f in "$S/$name"/*err "$S/$name"/asan* "$S/$name"/ubsan*; do
-        [ -f "$f" ] || continue
-        if grep -qE 'AddressSanitizer|LeakSanitizer|UndefinedBehaviorSanitizer|runtime error:|ThreadSanitizer' "$f"; then
-            echo "sanitizer report in $(basename "$f"): $(grep -m1 -E 'ERROR|runtime error' "$f")"
-            return
-        fi
-    done
-    for f in "$@"; do
-        if text "$f" | grep -q '^FAIL'; then
-            echo "guest: $(text "$f" | grep -m1 '^FAIL')"
-            return
-        fi
-    done
+    run_problems "$S/$name/" "$S/$name"/*err "$S/$name"/asan* "$S/$name"/ubsan* -- "$@"
 }
 
 # describe NAME OUTFILE: exit status, last guest line, last stderr line.
-describe() {
-    local err
-    err=$(grep -v '^$' "$S/$1/err" 2>/dev/null | tail -n1 | cut -c1-200)
-    [ "$RC" = 124 ] && echo -n "timed out after ${TMO}s; "
-    echo -n "exit $RC; output: '$(lastline "$2")'"
-    [ -n "$err" ] && echo -n "; stderr: '$err'"
-}
+describe() { describe_run "$2" "$S/$1/err"; }
 
 # finish NAME WANT_RC OUTFILE ERE...: common problems, exit status, required
 # lines in OUTFILE. Prints FAIL and returns 1, or returns 0.

@@ -11,56 +11,14 @@
 set -u
 
 cd "$(dirname "$0")/../.." || exit 1
-KVMBOX=${KVMBOX:-build/kvmbox-san}
-GUEST=tests/guest/build/testguest.elf
-MBGUEST=tests/guest/build/testguest-mb.elf
 TMO=${KVM_TEST_TIMEOUT:-30}
 ALL_TESTS="qmp-basic qmp-stop-cont qmp-reset qmp-quit qmp-bad-input qmp-two-clients"
 ALL_TESTS+=" qmp-slow-client qmp-reconnect qmp-powerdown qmp-wire-compat hmp-basic"
 ALL_TESTS+=" qmp-powerdown-guest hmp-powerdown start-paused no-shutdown qmp-slow-client-large-reply"
 
-export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0}
-export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1}
-
-# shellcheck disable=SC2086
-TESTS=${*:-$ALL_TESTS}
-failed=0
-
-pass() { echo "PASS $1"; }
-fail() { echo "FAIL $1: $2"; failed=1; }
-skip() { echo "SKIP $1: $2"; }
-
-kvm_problem() {
-    [ -e /dev/kvm ] || { echo "/dev/kvm does not exist"; return; }
-    { [ -r /dev/kvm ] && [ -w /dev/kvm ]; } || { echo "/dev/kvm is not readable and writable by $(id -un)"; return; }
-    command -v python3 >/dev/null 2>&1 || { echo "python3 is not installed (the QMP/HMP test client)"; return; }
-}
-problem=$(kvm_problem)
-if [ -n "$problem" ]; then
-    for t in $TESTS; do skip "$t" "$problem"; done
-    exit 0
-fi
-if [ ! -x "$KVMBOX" ]; then
-    for t in $TESTS; do fail "$t" "$KVMBOX not built (make $KVMBOX)"; done
-    exit 1
-fi
-if ! make -s -C tests/guest >/dev/null 2>&1 || [ ! -f "$GUEST" ]; then
-    for t in $TESTS; do fail "$t" "test guest does not build (make -C tests/guest)"; done
-    exit 1
-fi
-
-SCRATCH=$(mktemp -d /tmp/kvmbox-montest.XXXXXX)
-PIDS=()
-# shellcheck disable=SC2317
-cleanup() {
-    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
-    if [ "${KVM_TEST_KEEP:-0}" = 1 ]; then
-        echo "# outputs kept in $SCRATCH" >&2
-    else
-        rm -rf "$SCRATCH"
-    fi
-}
-trap cleanup EXIT
+# shellcheck source=tests/kvm/lib.sh
+. tests/kvm/lib.sh
+kvm_setup montest "python3 is not installed (the QMP/HMP test client)"
 
 # --- the client: python3, one scenario per test -------------------------------
 cat >"$SCRATCH/mon.py" <<'EOF'
@@ -673,7 +631,7 @@ start() {
         -serial "file:$SCRATCH/$name.serial" "$@" \
         >"$SCRATCH/$name.out" 2>"$SCRATCH/$name.err" </dev/null &
     VMPID=$!
-    PIDS+=("$VMPID")
+    BGPIDS+=("$VMPID")
 }
 
 # finish NAME: stop the VM (if still running) and check it left no sanitizer
@@ -693,8 +651,9 @@ finish() {
         kill "$VMPID" 2>/dev/null
         wait "$VMPID" 2>/dev/null
     fi
-    if grep -q "Sanitizer\|runtime error" "$SCRATCH/$name.err"; then
-        fail "$name" "sanitizer report: $(grep -m1 "Sanitizer\|runtime error" "$SCRATCH/$name.err")"
+    local san
+    if san=$(sanitizer_report "$SCRATCH/$name.err"); then
+        fail "$name" "sanitizer report: $san"
         return 1
     fi
     # kvmbox ended by itself: like QEMU it removes its listening sockets.
@@ -760,7 +719,7 @@ t_wire_compat() {
         -uuid 550e8400-e29b-41d4-a716-446655440000 -serial "file:$SCRATCH/ref.serial" \
         -qmp "unix:$SCRATCH/ref.qmp,server=on,wait=off" >"$SCRATCH/ref.out" 2>&1 </dev/null &
     local qpid=$!
-    PIDS+=("$qpid")
+    BGPIDS+=("$qpid")
     start "$name" -qmp "unix:$SCRATCH/$name.qmp,server=on,wait=off"
     if ! client "$name" "$name" "$SCRATCH/ref.qmp"; then
         fail "$name" "$(tail -1 "$SCRATCH/$name.client")"

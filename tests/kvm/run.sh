@@ -9,61 +9,12 @@
 set -u
 
 cd "$(dirname "$0")/../.." || exit 1
-KVMBOX=${KVMBOX:-build/kvmbox-san}
-GUEST=tests/guest/build/testguest.elf
-MBGUEST=tests/guest/build/testguest-mb.elf
 TMO=${KVM_TEST_TIMEOUT:-60}
 ALL_TESTS="hello smp smp-topology timer pio-mmio reset reset-no-reboot exit halt multiboot logfile two-vms"
 
-export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0}
-export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1}
-
-TESTS=${*:-$ALL_TESTS}
-failed=0
-
-pass() { echo "PASS $1"; }
-fail() { echo "FAIL $1: $2"; failed=1; }
-skip() { echo "SKIP $1: $2"; }
-
-# --- is KVM usable? ---------------------------------------------------------
-kvm_problem() {
-    [ -e /dev/kvm ] || { echo "/dev/kvm does not exist"; return; }
-    { [ -r /dev/kvm ] && [ -w /dev/kvm ]; } || { echo "/dev/kvm is not readable and writable by $(id -un)"; return; }
-    if command -v python3 >/dev/null 2>&1; then
-        local v
-        v=$(python3 -c 'import fcntl, os
-fd = os.open("/dev/kvm", os.O_RDWR | os.O_CLOEXEC)
-print(fcntl.ioctl(fd, 0xAE00))' 2>&1) || { echo "cannot open /dev/kvm: ${v##*$'\n'}"; return; }
-        [ "$v" = 12 ] || { echo "KVM_GET_API_VERSION returned $v, want 12"; return; }
-    fi
-}
-problem=$(kvm_problem)
-if [ -n "$problem" ]; then
-    for t in $TESTS; do skip "$t" "$problem"; done
-    exit 0
-fi
-
-if [ ! -x "$KVMBOX" ]; then
-    for t in $TESTS; do fail "$t" "$KVMBOX not built (make $KVMBOX)"; done
-    exit 1
-fi
-if [ ! -f "$GUEST" ] || [ ! -f "$MBGUEST" ]; then
-    if ! make -s -C tests/guest >/dev/null 2>&1; then
-        for t in $TESTS; do fail "$t" "test guest does not build (make -C tests/guest)"; done
-        exit 1
-    fi
-fi
-
-SCRATCH=$(mktemp -d /tmp/kvmbox-kvmtest.XXXXXX)
-# shellcheck disable=SC2317
-cleanup() {
-    if [ "${KVM_TEST_KEEP:-0}" = 1 ]; then
-        echo "# outputs kept in $SCRATCH" >&2
-    else
-        rm -rf "$SCRATCH"
-    fi
-}
-trap cleanup EXIT
+# shellcheck source=tests/kvm/lib.sh
+. tests/kvm/lib.sh
+kvm_setup kvmtest
 
 # --- helpers ------------------------------------------------------------------
 # Every VM gets its own serial file; its path is in the argv, so it also
@@ -73,10 +24,7 @@ trap cleanup EXIT
 vm() {
     local name=$1
     shift
-    timeout -k 5 "$TMO" "$KVMBOX" "$@" -display none \
-        -serial "file:$SCRATCH/$name.serial" \
-        >"$SCRATCH/$name.out" 2>"$SCRATCH/$name.err" </dev/null
-    RC=$?
+    run_kvmbox "$name" "$@" -display none -serial "file:$SCRATCH/$name.serial"
 }
 
 # Start a VM in the background (no timeout wrapper: the caller kills it).
@@ -88,39 +36,13 @@ vm_bg() {
     BGPID=$!
 }
 
-serial() { tr -d '\r' 2>/dev/null <"$SCRATCH/$1.serial"; }
+serial() { text "$SCRATCH/$1.serial"; }
 
 # Problems common to every run; prints a reason, or nothing when clean.
-common_problems() {
-    local name=$1 pids
-    pids=$(pgrep -f -- "$SCRATCH/$name.serial" 2>/dev/null | tr '\n' ' ')
-    if [ -n "$pids" ]; then
-        # shellcheck disable=SC2086
-        kill -KILL $pids 2>/dev/null
-        echo "kvmbox process(es) left behind: $pids"
-        return
-    fi
-    if grep -qE 'AddressSanitizer|LeakSanitizer|UndefinedBehaviorSanitizer|runtime error:|ThreadSanitizer' \
-            "$SCRATCH/$name.err" 2>/dev/null; then
-        echo "sanitizer report on stderr: $(grep -m1 -E 'ERROR|runtime error' "$SCRATCH/$name.err")"
-        return
-    fi
-    if RCHK=$(serial "$name" | grep -m1 '^FAIL'); then
-        echo "guest: $RCHK"
-        return
-    fi
-}
+common_problems() { run_problems "$SCRATCH/$1.serial" "$SCRATCH/$1.err" -- "$SCRATCH/$1.serial"; }
 
 # Describe a failed run for the FAIL line: exit status, last serial line, stderr.
-describe() {
-    local name=$1 last err
-    last=$(serial "$name" | grep -v '^$' | tail -n1)
-    err=$(grep -v '^$' "$SCRATCH/$name.err" 2>/dev/null | tail -n1)
-    [ "$RC" = 124 ] && echo -n "timed out after ${TMO}s; "
-    echo -n "exit $RC; serial: '${last:-<empty>}'"
-    [ -n "$err" ] && echo -n "; stderr: '$err'"
-    echo
-}
+describe() { describe_run "$SCRATCH/$1.serial" "$SCRATCH/$1.err" serial; }
 
 # check NAME WANT_RC PATTERN...: exit status and required serial lines (ERE).
 check() {

@@ -15,64 +15,13 @@
 set -u
 
 cd "$(dirname "$0")/../.." || exit 1
-KVMBOX=${KVMBOX:-build/kvmbox-san}
-GUEST=tests/guest/build/testguest.elf
 TMO=${KVM_TEST_TIMEOUT:-30}
 ALL_TESTS="virtio-blk virtio-blk-intx virtio-blk-readonly virtio-blk-snapshot"
 ALL_TESTS+=" virtio-blk-hostile virtio-rng"
 
-export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0}
-export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1}
-
-# shellcheck disable=SC2086
-TESTS=${*:-$ALL_TESTS}
-failed=0
-
-pass() { echo "PASS $1"; }
-fail() { echo "FAIL $1: $2"; failed=1; }
-skip() { echo "SKIP $1: $2"; }
-
-# --- is KVM usable? (same checks as tests/kvm/run.sh) ---------------------------
-kvm_problem() {
-    [ -e /dev/kvm ] || { echo "/dev/kvm does not exist"; return; }
-    { [ -r /dev/kvm ] && [ -w /dev/kvm ]; } || { echo "/dev/kvm is not readable and writable by $(id -un)"; return; }
-    if command -v python3 >/dev/null 2>&1; then
-        local v
-        v=$(python3 -c 'import fcntl, os
-fd = os.open("/dev/kvm", os.O_RDWR | os.O_CLOEXEC)
-print(fcntl.ioctl(fd, 0xAE00))' 2>&1) || { echo "cannot open /dev/kvm: ${v##*$'\n'}"; return; }
-        [ "$v" = 12 ] || { echo "KVM_GET_API_VERSION returned $v, want 12"; return; }
-    fi
-}
-problem=$(kvm_problem)
-if [ -n "$problem" ]; then
-    for t in $TESTS; do skip "$t" "$problem"; done
-    exit 0
-fi
-if ! command -v python3 >/dev/null 2>&1; then
-    for t in $TESTS; do skip "$t" "python3 is needed to check the disk images"; done
-    exit 0
-fi
-if [ ! -x "$KVMBOX" ]; then
-    for t in $TESTS; do fail "$t" "$KVMBOX not built (make $KVMBOX)"; done
-    exit 1
-fi
-# Incremental: the guest may be older than the tests (test=virtio-*).
-if ! make -s -C tests/guest >/dev/null 2>&1 || [ ! -f "$GUEST" ]; then
-    for t in $TESTS; do fail "$t" "test guest does not build (make -C tests/guest)"; done
-    exit 1
-fi
-
-SCRATCH=$(mktemp -d /tmp/kvmbox-virtio.XXXXXX)
-# shellcheck disable=SC2317
-cleanup() {
-    if [ "${KVM_TEST_KEEP:-0}" = 1 ]; then
-        echo "# outputs kept in $SCRATCH" >&2
-    else
-        rm -rf "$SCRATCH"
-    fi
-}
-trap cleanup EXIT
+# shellcheck source=tests/kvm/lib.sh
+. tests/kvm/lib.sh
+kvm_setup virtio "python3 is needed to check the disk images"
 
 # --- helpers ------------------------------------------------------------------
 
@@ -81,11 +30,9 @@ trap cleanup EXIT
 vm() {
     local name=$1 append=$2
     shift 2
-    timeout -k 5 "$TMO" "$KVMBOX" -m 128 -kernel "$GUEST" -append "$append" \
+    run_kvmbox "$name" -m 128 -kernel "$GUEST" -append "$append" \
         -device isa-debug-exit -display none -serial "file:$SCRATCH/$name.serial" \
-        -D "$SCRATCH/$name.log" "$@" \
-        >"$SCRATCH/$name.out" 2>"$SCRATCH/$name.err" </dev/null
-    RC=$?
+        -D "$SCRATCH/$name.log" "$@"
     touch "$SCRATCH/$name.serial" "$SCRATCH/$name.log"
 }
 
@@ -98,18 +45,16 @@ new_image() {
 # why NAME OKLINE: "" when the run looks right (exit 0, OKLINE printed, no
 # FAIL, no sanitizer report), else the reason.
 why() {
-    local name=$1 ok=$2 f
-    f=$(grep -m1 -a '^FAIL' "$SCRATCH/$name.serial" | tr -d '\r')
-    if [ -n "$f" ]; then
-        echo "guest: ${f#FAIL } (exit $RC)"
+    local name=$1 ok=$2 r
+    r=$(run_problems "" "$SCRATCH/$name.err" -- "$SCRATCH/$name.serial")
+    if [ -n "$r" ]; then
+        echo "$r (exit $RC)"
     elif [ "$RC" = 124 ] || [ "$RC" = 137 ]; then
-        echo "timed out after ${TMO} s (last guest line: '$(tail -n1 "$SCRATCH/$name.serial" | tr -d '\r')')"
-    elif grep -qE 'runtime error|AddressSanitizer|LeakSanitizer|UndefinedBehaviorSanitizer' "$SCRATCH/$name.err"; then
-        echo "sanitizer: $(grep -m1 -E 'runtime error|ERROR: [A-Za-z]+Sanitizer' "$SCRATCH/$name.err") (exit $RC)"
+        echo "timed out after ${TMO} s (last guest line: '$(lastline "$SCRATCH/$name.serial")')"
     elif [ "$RC" != 0 ]; then
         echo "kvmbox exited $RC ($(grep -m1 -E 'error' "$SCRATCH/$name.err" "$SCRATCH/$name.log" | head -n1))"
     elif ! grep -qaF "$ok" "$SCRATCH/$name.serial"; then
-        echo "the guest did not print '$ok' (last line: '$(tail -n1 "$SCRATCH/$name.serial" | tr -d '\r')')"
+        echo "the guest did not print '$ok' (last line: '$(lastline "$SCRATCH/$name.serial")')"
     fi
 }
 
@@ -232,8 +177,6 @@ done
 
 # No kvmbox of ours may outlive its test (every run was in the foreground
 # under timeout; this catches a VMM that daemonized or forked).
-if pgrep -f "$SCRATCH" >/dev/null 2>&1; then
-    fail leftover-processes "$(pgrep -af "$SCRATCH" | head -n3 | tr '\n' ';')"
-    for p in $(pgrep -f "$SCRATCH"); do kill -KILL "$p" 2>/dev/null; done
-fi
+r=$(left_behind "$SCRATCH")
+[ -z "$r" ] || fail leftover-processes "$r"
 exit $failed

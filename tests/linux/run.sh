@@ -38,13 +38,9 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
-top=$(cd "$here/../.." && pwd)
-
-vmm=${KVMBOX:-build/kvmbox}
-case $vmm in
-    /*) ;;
-    */*) if [ -n "${KVMBOX:-}" ]; then vmm=$PWD/$vmm; else vmm=$top/$vmm; fi ;;
-esac
+# shellcheck source=tests/lib.sh
+. "$here/../lib.sh"
+vmm=$(kvmbox_bin build/kvmbox)
 boot_timeout=${KVMBOX_LINUX_TIMEOUT:-600}
 lpj=${KVMBOX_LINUX_LPJ:-1000000}
 log_dir=${KVMBOX_LOG_DIR-$top/build/test-logs}
@@ -55,27 +51,16 @@ checks=(linux-version linux-pvh-entry linux-e820-ram linux-acpi-tables linux-smp
         linux-exit-status linux-init-marker linux-rootfs-file
         linux-acpi-poweroff)
 
-failed=0
-pass() { echo "PASS $1"; }
-fail() { echo "FAIL $1: $2"; failed=1; }
-skip() { echo "SKIP $1: $2"; }
-note() { echo "# $*" >&2; }
-all() {  # all <PASS|FAIL|SKIP> reason: the same verdict for every check
-    local c
-    for c in "${checks[@]}"; do
-        case $1 in
-            FAIL) fail "$c" "$2" ;;
-            SKIP) skip "$c" "$2" ;;
-        esac
-    done
+all() {  # all <FAIL|SKIP> reason: the same verdict for every check
+    case $1 in
+        FAIL) fail_all "$2" "${checks[@]}" ;;
+        SKIP) skip_all "$2" "${checks[@]}" ;;
+    esac
 }
 
-if [ ! -e /dev/kvm ]; then
-    all SKIP "/dev/kvm is missing"
-    exit 0
-fi
-if [ ! -r /dev/kvm ] || [ ! -w /dev/kvm ]; then
-    all SKIP "/dev/kvm is not readable and writable by $(id -un)"
+problem=$(kvm_problem)
+if [ -n "$problem" ]; then
+    all SKIP "$problem"
     exit 0
 fi
 if ! command -v "$vmm" >/dev/null; then
