@@ -15,6 +15,7 @@
 
 struct parse_ctx {
     struct vm_config *cfg;
+    const char *option;     /* the option being parsed, without dashes */
     char err[ERRLEN];
     bool exit_ok;           /* a help/version listing was printed */
     unsigned monitor_index; /* QEMU's compat_monitorN counter */
@@ -521,8 +522,8 @@ static int opt_snapshot(struct parse_ctx *ctx, const char *arg)
 /* -hda..-hdd and -cdrom are IDE drives in QEMU. */
 static int opt_ide_disk(struct parse_ctx *ctx, const char *arg)
 {
-    return fail(ctx, "-hda/-hdb/-hdc/-hdd/-cdrom: '%s' would be an IDE drive, and kvmbox has "
-                "no IDE controller yet (expected -drive file=%s,if=virtio)", arg, arg);
+    return fail(ctx, "-%s: '%s' would be an IDE drive, and kvmbox has no IDE controller "
+                "yet (expected -drive file=%s,if=virtio)", ctx->option, arg, arg);
 }
 
 static int opt_version(struct parse_ctx *ctx, const char *arg);
@@ -710,6 +711,7 @@ enum config_result config_parse(struct vm_config *cfg, int argc, char **argv)
             arg = argv[++i];
         }
         ctx.err[0] = '\0';
+        ctx.option = def->name;
         int ret = def->fn(&ctx, arg);
         if (ret == -ENOMEM) {
             fprintf(stderr, "kvmbox: out of memory parsing -%s\n", name);
