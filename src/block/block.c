@@ -21,6 +21,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <time.h>
 #include <unistd.h>
 
 enum { BLK_POOL_THREADS = 4 };
@@ -51,7 +52,67 @@ struct block_backend {
     struct blk_req *writes_head, *writes_tail;  /* in flight, by submission */
     struct blk_req *flush_head, *flush_tail;    /* waiting for earlier writes */
     struct log_ratelimit rl;
+
+    /* Written on the loop thread, read by blk_get_stats from any thread. */
+    pthread_mutex_t stats_lock;
+    struct blk_stats stats;
 };
+
+/* ---- accounting ------------------------------------------------------- */
+
+static uint64_t blk_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static enum blk_acct_type blk_acct_type(enum blk_op op)
+{
+    switch (op) {
+    case BLK_OP_READ: return BLK_ACCT_READ;
+    case BLK_OP_FLUSH: return BLK_ACCT_FLUSH;
+    case BLK_OP_DISCARD: return BLK_ACCT_UNMAP;
+    default: return BLK_ACCT_WRITE;
+    }
+}
+
+/* Loop thread: r completed with ret (r->priv.start_ns != 0). */
+static void blk_account_done(struct block_backend *b, const struct blk_req *r, int ret)
+{
+    enum blk_acct_type t = blk_acct_type(r->op);
+    uint64_t now = blk_now_ns();
+    pthread_mutex_lock(&b->stats_lock);
+    struct blk_stats *s = &b->stats;
+    if (ret) {
+        s->failed_ops[t]++;
+    } else {
+        s->ops[t]++;
+        if (t != BLK_ACCT_FLUSH)
+            s->bytes[t] += r->len;
+        if (t != BLK_ACCT_READ && t != BLK_ACCT_FLUSH && r->offset + r->len > s->wr_highest_offset)
+            s->wr_highest_offset = r->offset + r->len;
+    }
+    s->total_time_ns[t] += now > r->priv.start_ns ? now - r->priv.start_ns : 0;
+    s->last_access_ns = now;
+    pthread_mutex_unlock(&b->stats_lock);
+}
+
+static void blk_account_invalid(struct block_backend *b, enum blk_op op)
+{
+    uint64_t now = blk_now_ns();
+    pthread_mutex_lock(&b->stats_lock);
+    b->stats.invalid_ops[blk_acct_type(op)]++;
+    b->stats.last_access_ns = now;
+    pthread_mutex_unlock(&b->stats_lock);
+}
+
+void blk_get_stats(struct block_backend *b, struct blk_stats *out)
+{
+    pthread_mutex_lock(&b->stats_lock);
+    *out = b->stats;
+    pthread_mutex_unlock(&b->stats_lock);
+}
 
 /* ---- completion ------------------------------------------------------- */
 
@@ -141,6 +202,8 @@ static void blk_finish(struct block_backend *b, struct blk_req *r)
         blk_release_flushes(b);
     }
     b->in_flight--;
+    if (r->priv.start_ns)
+        blk_account_done(b, r, r->priv.ret);
     /* Last touch of r: the callback may free or resubmit it. */
     r->done(r, r->priv.ret);
 }
@@ -305,8 +368,6 @@ void blk_submit(struct block_backend *b, struct blk_req *r)
     case BLK_OP_WRITE_ZEROES:
         if (!ret && (r->offset > b->length || r->len > b->length - r->offset))
             ret = -EIO;
-        if (!ret && r->op != BLK_OP_READ && b->read_only)
-            ret = -EROFS;
         break;
     case BLK_OP_FLUSH:
         break;
@@ -314,6 +375,14 @@ void blk_submit(struct block_backend *b, struct blk_req *r)
         ret = -EINVAL;
         break;
     }
+    /* Malformed requests are "invalid" in the statistics (QEMU's
+     * block_acct_invalid); everything else is timed until it completes. */
+    if (ret)
+        blk_account_invalid(b, r->op);
+    else
+        r->priv.start_ns = blk_now_ns();
+    if (!ret && r->op != BLK_OP_READ && r->op != BLK_OP_FLUSH && b->read_only)
+        ret = -EROFS;
     if (!ret && r->op == BLK_OP_WRITE && b->probed_raw && r->offset < BLK_PROBE_SIZE && r->len)
         ret = blk_guard_block0(b, r);
     if (ret || ((r->op != BLK_OP_FLUSH) && r->len == 0) ||
@@ -409,6 +478,7 @@ struct block_backend *blk_open(const struct blk_options *o, struct loop *complet
     b->discard = o->discard;
     b->rl = (struct log_ratelimit)LOG_RATELIMIT_INIT;
     pthread_mutex_init(&b->done_lock, NULL);
+    pthread_mutex_init(&b->stats_lock, NULL);
     bool loop_added = false;
 
     bool direct = o->cache == BLK_CACHE_NONE || o->cache == BLK_CACHE_DIRECTSYNC;
@@ -505,6 +575,7 @@ fail_drv:
 fail:
     blk_file_close(&b->file);
     pthread_mutex_destroy(&b->done_lock);
+    pthread_mutex_destroy(&b->stats_lock);
     free(b->filename);
     free(b);
     return NULL;
@@ -523,11 +594,13 @@ void blk_close(struct block_backend *b)
     b->drv->close(b->drv_state);
     blk_file_close(&b->file);
     pthread_mutex_destroy(&b->done_lock);
+    pthread_mutex_destroy(&b->stats_lock);
     free(b->filename);
     free(b);
 }
 
 uint64_t blk_length(const struct block_backend *b) { return b->length; }
+const char *blk_format(const struct block_backend *b) { return b->drv->format; }
 bool blk_read_only(const struct block_backend *b) { return b->read_only; }
 
 bool blk_write_cache(const struct block_backend *b)

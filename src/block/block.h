@@ -73,6 +73,7 @@ struct blk_req {
         void *bounce;                   /* aligned copy (O_DIRECT, probed-raw block 0 guard) */
         struct iovec bounce_iov;
         uint64_t done_bytes;            /* io_uring: transferred before a short completion */
+        uint64_t start_ns;              /* accounting: submission time; 0: counted as invalid */
     } priv;
 };
 
@@ -101,5 +102,28 @@ void blk_submit(struct block_backend *b, struct blk_req *r);
 void blk_drain(struct block_backend *b);
 /* Requests submitted and not yet completed (tests, debugging). */
 unsigned blk_in_flight(const struct block_backend *b);
+/* The format driver in use ("raw", "qcow2"), also when it was probed. */
+const char *blk_format(const struct block_backend *b);
+
+/* I/O accounting for query-blockstats, with QEMU's BlockAcctStats meaning
+ * (account_invalid=on, account_failed=on): a request is counted when it
+ * completes, successfully (ops, bytes) or not (failed_ops), both adding its
+ * latency to total_time_ns; one refused at submission as malformed (out of
+ * range, iovec/length mismatch) counts in invalid_ops only. WRITE_ZEROES
+ * counts as a write, DISCARD as an unmap (also with discard=ignore). Updated
+ * on the completion loop; blk_get_stats may be called from any thread and
+ * returns a consistent snapshot. */
+enum blk_acct_type { BLK_ACCT_READ, BLK_ACCT_WRITE, BLK_ACCT_FLUSH, BLK_ACCT_UNMAP,
+                     BLK_ACCT_NR };
+struct blk_stats {
+    uint64_t bytes[BLK_ACCT_NR];
+    uint64_t ops[BLK_ACCT_NR];
+    uint64_t failed_ops[BLK_ACCT_NR];
+    uint64_t invalid_ops[BLK_ACCT_NR];
+    uint64_t total_time_ns[BLK_ACCT_NR];
+    uint64_t wr_highest_offset;     /* end of the furthest successful write-type request */
+    uint64_t last_access_ns;        /* CLOCK_MONOTONIC of the last accounted event; 0: none */
+};
+void blk_get_stats(struct block_backend *b, struct blk_stats *out);
 
 #endif

@@ -124,22 +124,7 @@ struct json *cmd_query_cpus_fast(struct monitor *m, const struct json *a, struct
     return oom(list, e);
 }
 
-/* kvmbox has no PCI host bridge yet: QEMU lists one entry per PCI bus, and
- * with no bus the honest answer is an empty list. */
-struct json *cmd_query_pci(struct monitor *m, const struct json *a, struct qmp_error *e)
-{
-    return oom(json_array(), e);
-}
-
-struct json *cmd_query_block(struct monitor *m, const struct json *a, struct qmp_error *e)
-{
-    return oom(json_array(), e);
-}
-
-struct json *cmd_query_blockstats(struct monitor *m, const struct json *a, struct qmp_error *e)
-{
-    return oom(json_array(), e);
-}
+/* query-pci: commands_pci.c; query-block, query-blockstats: commands_block.c */
 
 struct json *cmd_query_commands(struct monitor *m, const struct json *a, struct qmp_error *e)
 {

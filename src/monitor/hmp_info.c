@@ -98,19 +98,132 @@ static void info_chardev(struct monitor *m, char *args)
     json_free(v);
 }
 
-/* No PCI bus, block devices or NICs yet: the lists are empty and QEMU
- * prints nothing for empty lists. Still go through the query commands so
- * these grow with them. */
-static void info_empty_list(struct monitor *m, qmp_cmd_fn fn)
+static long long num(const struct json *o, const char *k)
 {
-    json_free(query(m, fn));
+    return (long long)json_get_int(json_object_get(o, k));
 }
-static void info_pci(struct monitor *m, char *args) { info_empty_list(m, cmd_query_pci); }
-static void info_block(struct monitor *m, char *args) { info_empty_list(m, cmd_query_block); }
+
+static bool flag(const struct json *o, const char *k)
+{
+    return json_get_bool(json_object_get(o, k));
+}
+
+/* QEMU's hmp_info_pci_device layout (bridges aside: kvmbox has none). */
+static void info_pci(struct monitor *m, char *args)
+{
+    struct json *v = query(m, cmd_query_pci);
+    for (size_t b = 0; b < json_array_len(v); b++) {
+        struct json *devs = json_object_get(json_array_at(v, b), "devices");
+        for (size_t i = 0; i < json_array_len(devs); i++) {
+            struct json *d = json_array_at(devs, i);
+            struct json *ci = json_object_get(d, "class_info");
+            struct json *id = json_object_get(d, "id");
+            monitor_printf(m, "  Bus %2lld, device %3lld, function %lld:\n", num(d, "bus"),
+                    num(d, "slot"), num(d, "function"));
+            if (json_object_get(ci, "desc"))
+                monitor_printf(m, "    %s", str(ci, "desc"));
+            else
+                monitor_printf(m, "    Class %04lld", num(ci, "class"));
+            monitor_printf(m, ": PCI device %04llx:%04llx\n", num(id, "vendor"),
+                    num(id, "device"));
+            if (json_object_get(id, "subsystem-vendor") && json_object_get(id, "subsystem"))
+                monitor_printf(m, "      PCI subsystem %04llx:%04llx\n",
+                        num(id, "subsystem-vendor"), num(id, "subsystem"));
+            if (json_object_get(d, "irq"))
+                monitor_printf(m, "      IRQ %lld, pin %c\n", num(d, "irq"),
+                        (char)('A' + num(d, "irq_pin") - 1));
+            struct json *regions = json_object_get(d, "regions");
+            for (size_t r = 0; r < json_array_len(regions); r++) {
+                struct json *reg = json_array_at(regions, r);
+                unsigned long long addr = (unsigned long long)num(reg, "address");
+                unsigned long long end = addr + (unsigned long long)num(reg, "size") - 1;
+                monitor_printf(m, "      BAR%lld: ", num(reg, "bar"));
+                if (!strcmp(str(reg, "type"), "io"))
+                    monitor_printf(m, "I/O at 0x%04llx [0x%04llx].\n", addr, end);
+                else
+                    monitor_printf(m, "%d bit%s memory at 0x%08llx [0x%08llx].\n",
+                            flag(reg, "mem_type_64") ? 64 : 32,
+                            flag(reg, "prefetch") ? " prefetchable" : "", addr, end);
+            }
+            monitor_printf(m, "      id \"%s\"\n", str(d, "qdev_id"));
+        }
+    }
+    json_free(v);
+}
+
+/* info block [device]: QEMU's print_block_info for each BlockBackend. */
+static void info_block(struct monitor *m, char *args)
+{
+    size_t n = strlen(args);
+    while (n && args[n - 1] == ' ')
+        args[--n] = '\0';
+    struct json *v = query(m, cmd_query_block);
+    bool first = true;
+    for (size_t i = 0; i < json_array_len(v); i++) {
+        struct json *b = json_array_at(v, i);
+        if (*args && strcmp(args, str(b, "device")))
+            continue;
+        struct json *ins = json_object_get(b, "inserted");
+        if (!first)
+            monitor_printf(m, "\n");
+        first = false;
+        if (*str(b, "device")) {
+            monitor_printf(m, "%s", str(b, "device"));
+            if (json_object_get(ins, "node-name"))
+                monitor_printf(m, " (%s)", str(ins, "node-name"));
+        } else {
+            monitor_printf(m, "%s", json_object_get(ins, "node-name") ? str(ins, "node-name")
+                               : json_object_get(b, "qdev") ? str(b, "qdev") : "<anonymous>");
+        }
+        if (ins)
+            monitor_printf(m, ": %s (%s%s%s)\n", str(ins, "file"), str(ins, "drv"),
+                    flag(ins, "ro") ? ", read-only" : "",
+                    flag(ins, "encrypted") ? ", encrypted" : "");
+        else
+            monitor_printf(m, ": [not inserted]\n");
+        if (json_object_get(b, "qdev"))
+            monitor_printf(m, "    Attached to:      %s\n", str(b, "qdev"));
+        if (json_object_get(b, "io-status") && strcmp(str(b, "io-status"), "ok"))
+            monitor_printf(m, "    I/O status:       %s\n", str(b, "io-status"));
+        if (flag(b, "removable"))
+            monitor_printf(m, "    Removable device: %slocked, tray %s\n",
+                    flag(b, "locked") ? "" : "not ", flag(b, "tray_open") ? "open" : "closed");
+        if (!ins)
+            continue;
+        struct json *c = json_object_get(ins, "cache");
+        monitor_printf(m, "    Cache mode:       %s%s%s\n",
+                flag(c, "writeback") ? "writeback" : "writethrough",
+                flag(c, "direct") ? ", direct" : "", flag(c, "no-flush") ? ", ignore flushes" : "");
+        if (json_object_get(ins, "backing_file"))
+            monitor_printf(m, "    Backing file:     %s (chain depth: %lld)\n",
+                    str(ins, "backing_file"), num(ins, "backing_file_depth"));
+        if (strcmp(str(ins, "detect_zeroes"), "off"))
+            monitor_printf(m, "    Detect zeroes:    %s\n", str(ins, "detect_zeroes"));
+    }
+    json_free(v);
+}
+
 static void info_blockstats(struct monitor *m, char *args)
 {
-    info_empty_list(m, cmd_query_blockstats);
+    struct json *v = query(m, cmd_query_blockstats);
+    for (size_t i = 0; i < json_array_len(v); i++) {
+        struct json *b = json_array_at(v, i);
+        struct json *s = json_object_get(b, "stats");
+        if (!json_object_get(b, "device"))
+            continue;
+        monitor_printf(m, "%s: rd_bytes=%lld wr_bytes=%lld rd_operations=%lld "
+                "wr_operations=%lld flush_operations=%lld wr_total_time_ns=%lld "
+                "rd_total_time_ns=%lld flush_total_time_ns=%lld rd_merged=%lld wr_merged=%lld "
+                "idle_time_ns=%lld\n", str(b, "device"), num(s, "rd_bytes"), num(s, "wr_bytes"),
+                num(s, "rd_operations"), num(s, "wr_operations"), num(s, "flush_operations"),
+                num(s, "wr_total_time_ns"), num(s, "rd_total_time_ns"),
+                num(s, "flush_total_time_ns"), num(s, "rd_merged"), num(s, "wr_merged"),
+                num(s, "idle_time_ns"));
+    }
+    json_free(v);
 }
+
+/* No NICs yet: QEMU prints nothing without network clients. */
 static void info_network(struct monitor *m, char *args) { }
 
 static void info_registers(struct monitor *m, char *args)
@@ -180,7 +293,7 @@ static void info_mtree(struct monitor *m, char *args)
 }
 
 static const struct hmp_command infos[] = {
-    { "block", "", "show info of one block device or all block devices", info_block },
+    { "block", "[device]", "show info of one block device or all block devices", info_block },
     { "blockstats", "", "show block device statistics", info_blockstats },
     { "chardev", "", "show the character devices", info_chardev },
     { "cpus", "", "show infos for each CPU", info_cpus },

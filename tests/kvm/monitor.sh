@@ -15,6 +15,7 @@ TMO=${KVM_TEST_TIMEOUT:-30}
 ALL_TESTS="qmp-basic qmp-stop-cont qmp-reset qmp-quit qmp-bad-input qmp-two-clients"
 ALL_TESTS+=" qmp-slow-client qmp-reconnect qmp-powerdown qmp-wire-compat hmp-basic"
 ALL_TESTS+=" qmp-powerdown-guest hmp-powerdown start-paused no-shutdown qmp-slow-client-large-reply"
+ALL_TESTS+=" qmp-pci-block"
 
 # shellcheck source=tests/kvm/lib.sh
 . tests/kvm/lib.sh
@@ -536,6 +537,129 @@ def t_slow_large_reply(sock, serial):
     s.close()
     check(q.cmd("query-status")["return"]["status"] == "running", "after the slow client")
 
+# --- query-pci, query-block, query-blockstats and their HMP forms --------------
+# kvmbox runs with -S -no-shutdown: d0 (if=none, anonymous virtio-blk-pci)
+# is the disk test=virtio-blk writes and reads, d1 (id=vd1) a read-only
+# writethrough drive, then virtio-rng-pci,id=rng0. argv[4]/[5]: the images.
+def hmc(q, line):
+    r = q.cmd("human-monitor-command", {"command-line": line})
+    check("return" in r, "%s: %r" % (line, r))
+    return r["return"]
+
+def pci_find(devs, vendor, device):
+    for d in devs:
+        if d["id"]["vendor"] == vendor and d["id"]["device"] == device:
+            return d
+    raise Fail("no PCI device %04x:%04x in %r" % (vendor, device, devs))
+
+def t_pci_block(sock, serial):
+    img0, img1 = sys.argv[4], sys.argv[5]
+    q = QMP(sock)
+    r = q.cmd("query-pci")["return"]
+    check(len(r) == 1 and r[0]["bus"] == 0, "query-pci: one bus 0: %r" % r)
+    devs = r[0]["devices"]
+    check([d["slot"] for d in devs] == [0, 1, 2, 3], "slots %r" % [d["slot"] for d in devs])
+    host = devs[0]
+    check(host["class_info"] == {"class": 0x0600, "desc": "Host bridge"}, "host %r" % host)
+    check("irq" not in host and host["irq_pin"] == 0 and host["regions"] == [], "host %r" % host)
+    blks = [d for d in devs if d["id"]["vendor"] == 0x1af4 and d["id"]["device"] == 0x1001]
+    check(len(blks) == 2, "two virtio-blk functions: %r" % devs)
+    rng = pci_find(devs, 0x1af4, 0x1005)
+    check([d["qdev_id"] for d in devs] == ["", "", "vd1", "rng0"], "qdev_id %r" % devs)
+    for d in devs[1:]:
+        check(d["bus"] == 0 and d["function"] == 0, "address %r" % d)
+        check(d["irq_pin"] == 1 and isinstance(d["irq"], int) and 16 <= d["irq"] < 24,
+              "INTx %r" % d)
+        check(d["id"]["subsystem-vendor"] == 0x1af4, "subsystem %r" % d["id"])
+        bars = {x["bar"]: x for x in d["regions"]}
+        check(all(x["size"] > 0 and x["address"] > 0 and x["address"] % x["size"] == 0
+                  for x in d["regions"]), "BARs placed and aligned: %r" % d["regions"])
+        check(all(x["type"] == "io" and "prefetch" not in x or
+                  x["type"] == "memory" and isinstance(x["mem_type_64"], bool)
+                  and isinstance(x["prefetch"], bool) for x in d["regions"]),
+              "BAR shapes %r" % d["regions"])
+        check(any(x["type"] == "memory" for x in bars.values()), "a memory BAR: %r" % bars)
+    check(blks[0]["class_info"] == {"class": 0x0100, "desc": "SCSI controller"},
+          "virtio-blk class %r" % blks[0]["class_info"])
+    check(rng["class_info"] == {"class": 0x00ff}, "virtio-rng class %r" % rng["class_info"])
+
+    out = hmc(q, "info pci")
+    check(out.startswith("  Bus  0, device   0, function 0:\r\n    Host bridge: PCI device "
+                         "1b36:0008\r\n      PCI subsystem 1b36:1100\r\n      id \"\"\r\n"
+                         "  Bus  0, device   1, function 0:\r\n    SCSI controller: PCI device "
+                         "1af4:1001\r\n"), "info pci:\n" + out)
+    check("    Class 0255: PCI device 1af4:1005\r\n" in out and 'id "rng0"' in out
+          and "      IRQ %d, pin A\r\n" % rng["irq"] in out, "info pci:\n" + out)
+    io = [x for x in blks[0]["regions"] if x["type"] == "io"][0]
+    check("      BAR%d: I/O at 0x%04x [0x%04x].\r\n" % (io["bar"], io["address"],
+          io["address"] + io["size"] - 1) in out, "info pci I/O BAR:\n" + out)
+
+    r = q.cmd("query-block")["return"]
+    check([b["device"] for b in r] == ["d0", "d1"], "query-block devices %r" % r)
+    b0, b1 = r
+    check(b0["qdev"] == "/machine/peripheral-anon/device[0]/virtio-backend", "qdev %r" % b0)
+    check(b1["qdev"] == "/machine/peripheral/vd1/virtio-backend", "qdev %r" % b1)
+    for b in r:
+        check(b["type"] == "unknown" and b["locked"] is False and b["removable"] is False
+              and b["io-status"] == "ok", "BlockInfo %r" % b)
+    i0, i1 = b0["inserted"], b1["inserted"]
+    check(i0["file"] == img0 and i0["drv"] == "raw" and i0["ro"] is False
+          and i0["backing_file_depth"] == 0 and i0["encrypted"] is False
+          and i0["detect_zeroes"] == "off" and i0["bps"] == 0, "inserted %r" % i0)
+    check(i0["image"]["filename"] == img0 and i0["image"]["format"] == "raw"
+          and i0["image"]["virtual-size"] == 1048576, "image %r" % i0["image"])
+    check(i0["cache"] == {"writeback": True, "direct": False, "no-flush": False},
+          "cache %r" % i0["cache"])
+    check(i1["ro"] is True and i1["file"] == img1, "read-only drive %r" % i1)
+    check(i1["cache"] == {"writeback": False, "direct": False, "no-flush": False},
+          "writethrough cache %r" % i1["cache"])
+    out = hmc(q, "info block")
+    want = ("d0 (%s): %s (raw)\r\n    Attached to:      /machine/peripheral-anon/device[0]/"
+            "virtio-backend\r\n    Cache mode:       writeback\r\n\r\n"
+            "d1 (%s): %s (raw, read-only)\r\n    Attached to:      /machine/peripheral/vd1/"
+            "virtio-backend\r\n    Cache mode:       writethrough\r\n"
+            % (i0["node-name"], img0, i1["node-name"], img1))
+    check(out == want, "info block:\n%r\nwant\n%r" % (out, want))
+    out = hmc(q, "info block d1")
+    check(out.startswith("d1 (") and "d0" not in out, "info block d1: %r" % out)
+    check(hmc(q, "info block nosuch") == "", "info block nosuch")
+
+    r = q.cmd("query-blockstats")["return"]
+    check([b["device"] for b in r] == ["d0", "d1"], "query-blockstats %r" % r)
+    s0 = r[0]["stats"]
+    check(r[0]["qdev"] == b0["qdev"] and r[0]["node-name"] == i0["node-name"], "ids %r" % r[0])
+    check(all(v == 0 for k, v in s0.items() if isinstance(v, int) and not isinstance(v, bool)),
+          "counters before the guest ran: %r" % s0)
+    check("idle_time_ns" not in s0, "idle_time_ns before any I/O: %r" % s0)
+    check(s0["account_invalid"] is True and s0["account_failed"] is True
+          and s0["timed_stats"] == [], "stats %r" % s0)
+    check(r[0]["parent"]["driver-specific"]["driver"] == "file", "parent %r" % r[0]["parent"])
+    check(hmc(q, "info blockstats").startswith(
+        "d0: rd_bytes=0 wr_bytes=0 rd_operations=0 wr_operations=0 flush_operations=0 "
+        "wr_total_time_ns=0 rd_total_time_ns=0 flush_total_time_ns=0 rd_merged=0 wr_merged=0 "
+        "idle_time_ns=0\r\nd1: "), "info blockstats before")
+
+    check(q.cmd("cont") == {"return": {}}, "cont")
+    q.event("SHUTDOWN")         # the guest powers off after its test
+    wait_serial(serial, b"virtio-blk: ok")
+    r = q.cmd("query-blockstats")["return"]
+    s0, s1 = r[0]["stats"], r[1]["stats"]
+    # sectors 0..63 written (several requests), flushed, read back
+    check(s0["wr_operations"] >= 4 and s0["wr_bytes"] >= 32768, "writes %r" % s0)
+    check(s0["rd_operations"] >= 1 and s0["rd_bytes"] >= 32768, "reads %r" % s0)
+    check(s0["flush_operations"] >= 1, "flushes %r" % s0)
+    check(s0["wr_highest_offset"] >= 32768, "wr_highest_offset %r" % s0)
+    check(s0["rd_total_time_ns"] > 0 and s0["wr_total_time_ns"] > 0, "latency sums %r" % s0)
+    check(isinstance(s0.get("idle_time_ns"), int) and s0["idle_time_ns"] >= 0, "idle %r" % s0)
+    check(s0["failed_wr_operations"] == 0 and s0["failed_rd_operations"] == 0, "failed %r" % s0)
+    check(s1["rd_operations"] == 0 and s1["wr_operations"] == 0, "d1 untouched %r" % s1)
+    out = hmc(q, "info blockstats")
+    check(out.startswith("d0: rd_bytes=%d wr_bytes=%d rd_operations=%d wr_operations=%d "
+                         "flush_operations=%d " % (s0["rd_bytes"], s0["wr_bytes"],
+                         s0["rd_operations"], s0["wr_operations"], s0["flush_operations"])),
+          "info blockstats after I/O: %r" % out)
+    check(q.cmd("quit") == {"return": {}}, "quit")
+
 # --- wire compatibility: same requests to both, compare key sets and types ---
 def shape(v):
     if isinstance(v, dict):
@@ -573,6 +697,8 @@ def wire_session(sock):
     out["set_link"] = q.cmd("set_link", {"name": "nic9", "up": True})
     out["garbage"] = (q.send_raw(b"garbage\n"), q.reply())[1]
     out["hmc"] = q.cmd("human-monitor-command", {"command-line": "info status"})
+    for c in ("info block", "info blockstats"):
+        out[c] = q.cmd("human-monitor-command", {"command-line": c})
     out["stop"] = q.cmd("stop")
     out["STOP"] = q.event("STOP")
     out["cont"] = q.cmd("cont")
@@ -589,14 +715,63 @@ def t_wire(sock, serial):
     ref = wire_session(qsock)
     problems = []
     for k in ours:
-        if k == "query-pci":    # kvmbox has no PCI bus yet: [] vs QEMU's bus list
-            if not isinstance(ours[k].get("return"), list):
-                problems.append("query-pci: not a list")
+        if k == "query-pci":    # different chipsets: compare the devices both have
+            problems += pci_diff(ours[k]["return"], ref[k]["return"])
             continue
         if k == "query-commands":   # different command sets; compare entry shape
             continue
+        if k in ("info block", "info blockstats"):  # same text, but for paths and numbers
+            a, b = (norm_text(x[k].get("return", "")) for x in (ours, ref))
+            if a != b:
+                problems.append("%s: %r vs %r" % (k, a, b))
+            continue
         problems += [k + " " + p for p in diff(ours[k], ref[k])]
+    for k in ("query-block", "query-blockstats"):
+        check(len(ours[k]["return"]) == 1, k + ": one drive: %r" % ours[k])
+        a, b = ours[k]["return"][0], ref[k]["return"][0]
+        if (a["device"], a["qdev"]) != (b["device"], b["qdev"]):
+            problems.append("%s: device/qdev %r vs %r" % (k, (a["device"], a["qdev"]),
+                                                         (b["device"], b["qdev"])))
     check(not problems, "; ".join(problems))
+
+def norm_text(t):
+    import re
+    t = re.sub(r"/\S*/(kvmbox|ref)\.img", "IMG", t)
+    t = re.sub(r"#block\d+", "#blockN", t)
+    return re.sub(r"\d+", "N", t)
+
+def pci_diff(ours, ref):
+    """One bus on both; every function kvmbox has (by vendor:device; the
+    host bridges differ: i440FX vs gpex ids) against QEMU's, BARs by index."""
+    out = []
+    if len(ours) != 1 or len(ref) != 1:
+        return ["query-pci: %d vs %d buses" % (len(ours), len(ref))]
+    out += ["query-pci " + p for p in diff(dict(ours[0], devices=[]), dict(ref[0], devices=[]))]
+    byid = {(d["id"]["vendor"], d["id"]["device"]): d for d in ref[0]["devices"]}
+    for d in ours[0]["devices"]:
+        k = (d["id"]["vendor"], d["id"]["device"])
+        r = byid.get(k) or (ref[0]["devices"][0] if d["slot"] == 0 else None)
+        where = "query-pci %04x:%04x" % k
+        if r is None:
+            out.append(where + ": not in QEMU's list")
+            continue
+        out += [where + " " + p for p in diff(dict(d, regions=[]), dict(r, regions=[]))]
+        if d["class_info"] != r["class_info"] or d["qdev_id"] != r["qdev_id"] \
+                or d["irq_pin"] != r["irq_pin"]:
+            out.append(where + ": class/qdev_id/pin %r vs %r" % (
+                (d["class_info"], d["qdev_id"], d["irq_pin"]),
+                (r["class_info"], r["qdev_id"], r["irq_pin"])))
+        rb = {x["bar"]: x for x in r["regions"]}
+        if sorted(x["bar"] for x in d["regions"]) != sorted(rb):
+            out.append(where + ": BARs %r vs %r" % (d["regions"], r["regions"]))
+            continue
+        for x in d["regions"]:
+            y = rb[x["bar"]]
+            out += [where + " BAR%d " % x["bar"] + p for p in diff(x, y)]
+            if (x["type"], x["size"], x.get("prefetch"), x.get("mem_type_64")) != \
+                    (y["type"], y["size"], y.get("prefetch"), y.get("mem_type_64")):
+                out.append(where + " BAR%d: %r vs %r" % (x["bar"], x, y))
+    return out
 
 TESTS = {"qmp-basic": t_basic, "qmp-stop-cont": t_stop_cont, "qmp-reset": t_reset,
          "qmp-quit": t_quit, "qmp-bad-input": t_bad_input, "qmp-two-clients": t_two_clients,
@@ -604,7 +779,7 @@ TESTS = {"qmp-basic": t_basic, "qmp-stop-cont": t_stop_cont, "qmp-reset": t_rese
          "qmp-powerdown": t_powerdown, "qmp-wire-compat": t_wire, "hmp-basic": t_hmp,
          "qmp-powerdown-guest": t_powerdown_guest, "hmp-powerdown": t_hmp_powerdown,
          "start-paused": t_start_paused, "no-shutdown": t_no_shutdown,
-         "qmp-slow-client-large-reply": t_slow_large_reply}
+         "qmp-slow-client-large-reply": t_slow_large_reply, "qmp-pci-block": t_pci_block}
 
 if __name__ == "__main__":
     name, sock, serial = sys.argv[1], sys.argv[2], sys.argv[3]
@@ -714,13 +889,19 @@ t_wire_compat() {
         return
     fi
     rm -f "$SCRATCH/ref.qmp"
+    # The same drive and virtio functions on both (query-pci/-block/-blockstats).
+    head -c 1048576 /dev/zero >"$SCRATCH/ref.img"
+    head -c 1048576 /dev/zero >"$SCRATCH/kvmbox.img"
+    local devs=(-device virtio-blk-pci,drive=d0 -device virtio-rng-pci,id=rng0)
     timeout -k 5 "$TMO" qemu-system-x86_64 -enable-kvm -M pc -nodefaults -display none \
         -kernel "$MBGUEST" -append test=halt -smp 2 -m 128 -name montest \
         -uuid 550e8400-e29b-41d4-a716-446655440000 -serial "file:$SCRATCH/ref.serial" \
+        -drive "file=$SCRATCH/ref.img,if=none,id=d0,format=raw" "${devs[@]}" \
         -qmp "unix:$SCRATCH/ref.qmp,server=on,wait=off" >"$SCRATCH/ref.out" 2>&1 </dev/null &
     local qpid=$!
     BGPIDS+=("$qpid")
-    start "$name" -qmp "unix:$SCRATCH/$name.qmp,server=on,wait=off"
+    start "$name" -qmp "unix:$SCRATCH/$name.qmp,server=on,wait=off" \
+        -drive "file=$SCRATCH/kvmbox.img,if=none,id=d0,format=raw" "${devs[@]}"
     if ! client "$name" "$name" "$SCRATCH/ref.qmp"; then
         fail "$name" "$(tail -1 "$SCRATCH/$name.client")"
         finish "$name" >/dev/null
@@ -728,6 +909,26 @@ t_wire_compat() {
         return
     fi
     wait "$qpid" 2>/dev/null
+    finish "$name" 0 && pass "$name"
+}
+
+# query-pci/-block/-blockstats, info pci/block/blockstats, with the test
+# guest's virtio-blk test doing I/O on d0 between the two looks.
+t_pci_block() {
+    local name=qmp-pci-block
+    head -c 1048576 /dev/urandom >"$SCRATCH/$name-0.img"
+    head -c 1048576 /dev/urandom >"$SCRATCH/$name-1.img"
+    APPEND=test=virtio-blk start "$name" -S -no-shutdown \
+        -qmp "unix:$SCRATCH/$name.qmp,server=on,wait=off" \
+        -drive "file=$SCRATCH/$name-0.img,if=none,id=d0,format=raw" \
+        -device virtio-blk-pci,drive=d0 \
+        -drive "file=$SCRATCH/$name-1.img,if=none,id=d1,format=raw,readonly=on,cache=writethrough" \
+        -device virtio-blk-pci,drive=d1,id=vd1 -device virtio-rng-pci,id=rng0
+    if ! client "$name" "$name" "$SCRATCH/$name-0.img" "$SCRATCH/$name-1.img"; then
+        fail "$name" "$(tail -1 "$SCRATCH/$name.client")"
+        finish "$name" >/dev/null
+        return
+    fi
     finish "$name" 0 && pass "$name"
 }
 
@@ -743,6 +944,7 @@ for t in $TESTS; do
     no-shutdown) APPEND=test=hello qmp_test "$t" 0 -S -no-shutdown ;;
     qmp-slow-client-large-reply) qmp_test "$t" ;;
     qmp-wire-compat) t_wire_compat ;;
+    qmp-pci-block) t_pci_block ;;
     hmp-basic) t_hmp_basic ;;
     *) fail "$t" "no such test (have: $ALL_TESTS)" ;;
     esac
