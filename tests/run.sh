@@ -3,7 +3,7 @@
 # Every suite prints one line per test: "PASS name", "FAIL name[: why]" or
 # "SKIP name: reason"; this script counts them and ends with
 #   N passed, N failed[, N skipped]
-# Usage: tests/run.sh all|unit|kvm|linux|cli|fuzz
+# Usage: tests/run.sh all|unit|kvm|linux|cli|fuzz|img
 set -u
 cd "$(dirname "$0")/.."
 what=${1:-all}
@@ -43,6 +43,10 @@ if [ "$what" = all ] || [ "$what" = unit ]; then
 fi
 if [ "$what" = all ] || [ "$what" = cli ] || [ "$what" = unit ]; then
     [ -x tests/cli/run.sh ] && run_suite cli 300 tests/cli/run.sh
+fi
+if [ "$what" = all ] || [ "$what" = img ] || [ "$what" = unit ]; then
+    # kvmbox-img against qemu-img (no KVM needed).
+    [ -x tests/img/run.sh ] && run_suite img 900 tests/img/run.sh
 fi
 if [ "$what" = all ] || [ "$what" = fuzz ] || [ "$what" = unit ]; then
     # Every libFuzzer target briefly (FUZZ_SECONDS each) on its seed corpus.
