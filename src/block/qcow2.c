@@ -521,6 +521,83 @@ static int qcow2_discard(void *opaque, uint64_t off, uint64_t len)
     return zero_or_discard(opaque, off, len, true);
 }
 
+/* Raw deflate (QEMU: window bits -12, default level); the output size, or
+ * 0 if it does not fit in `max`. */
+static uint64_t compress_zlib(const uint8_t *in, uint64_t len, uint8_t *out, uint64_t max)
+{
+    z_stream z;
+    memset(&z, 0, sizeof z);
+    if (deflateInit2(&z, Z_DEFAULT_COMPRESSION, Z_DEFLATED, -12, 9, Z_DEFAULT_STRATEGY) != Z_OK)
+        return 0;
+    z.next_in = (Bytef *)in;
+    z.avail_in = (uInt)len;
+    z.next_out = out;
+    z.avail_out = (uInt)max;
+    int zr = deflate(&z, Z_FINISH);
+    uint64_t n = zr == Z_STREAM_END ? max - z.avail_out : 0;
+    deflateEnd(&z);
+    return n;
+}
+
+int qcow2_write_compressed(void *opaque, uint64_t off, const void *buf, uint64_t len)
+{
+    struct qcow2 *s = opaque;
+    uint64_t cs = s->cluster_size;
+    if ((off & (cs - 1)) || off >= s->size || len > cs || (len < cs && off + len != s->size))
+        return -EINVAL;
+    if (s->compression_type != 0)
+        return -ENOTSUP;
+    uint8_t *in = malloc(cs), *out = malloc(cs);
+    int r = -ENOMEM;
+    if (!in || !out)
+        goto out;
+    memcpy(in, buf, len);
+    memset(in + len, 0, cs - len);
+    /* Compressed only if it shrinks (QEMU: output buffer cluster_size - 1). */
+    uint64_t clen = compress_zlib(in, cs, out, cs - 1);
+    if (!clen) {
+        struct iovec v = { (void *)buf, (size_t)len };
+        r = qcow2_pwritev(s, off, &v, 1, len);
+        goto out;
+    }
+    uint64_t ci = off >> s->cluster_bits, mask = (1ull << s->l2_bits) - 1;
+    pthread_mutex_lock(&s->lock);
+    struct qcow2_cache_entry *e = l2_table(s, ci, true, &r);
+    if (!e) {
+        pthread_mutex_unlock(&s->lock);
+        r = r ? r : -EIO;
+        goto out;
+    }
+    uint64_t old = qcow2_be64(e->data + (ci & mask) * 8), oh, ol;
+    enum qcow2_ctype t = qcow2_entry_type(s, old, &oh, &ol);
+    uint64_t host = qcow2_alloc_bytes(s, clen, &r);
+    if (host) {
+        /* The L2 cache entry may have been evicted by the allocation. */
+        e = l2_table(s, ci, true, &r);
+    }
+    if (!host || !e) {
+        pthread_mutex_unlock(&s->lock);
+        r = r ? r : -EIO;
+        goto out;
+    }
+    s->need_sync = true;
+    if ((r = blk_file_pwrite(s->file, host, out, clen)) == 0) {
+        uint64_t nsect = ((host + clen - 1) >> 9) - (host >> 9);
+        qcow2_put_be64(e->data + (ci & mask) * 8,
+                       QCOW2_OFLAG_COMPRESSED | (nsect << s->csize_shift) | host);
+        e->dirty = true;
+        if (t == QCOW2_TYPE_NORMAL || t == QCOW2_TYPE_ZERO_ALLOC)
+            r = qcow2_free_later(s, oh, cs);
+        else if (t == QCOW2_TYPE_COMPRESSED)
+            r = qcow2_free_later(s, oh, ol);
+    }
+    pthread_mutex_unlock(&s->lock);
+out:
+    free(in);
+    free(out);
+    return r;
+}
+
 static int qcow2_flush(void *opaque)
 {
     struct qcow2 *s = opaque;
@@ -531,7 +608,7 @@ static int qcow2_flush(void *opaque)
     pthread_mutex_unlock(&s->lock);
     /* The final sync covers the metadata and every data write completed
      * before this flush, in place or not. */
-    return r < 0 ? r : blk_file_flush(s->file);
+    return r < 0 ? r : qcow2_sync(s);
 }
 
 static uint64_t qcow2_length(void *opaque) { return ((struct qcow2 *)opaque)->size; }
@@ -580,7 +657,7 @@ static void qcow2_close(void *opaque)
             s->incompat &= ~QCOW2_INCOMPAT_DIRTY;
             r = qcow2_write_header(s);
             if (r == 0)
-                r = blk_file_flush(s->file);
+                r = qcow2_sync(s);
         }
         if (r < 0)
             log_err("qcow2: writing back metadata at close failed: %s", strerror(-r));
@@ -729,6 +806,7 @@ static int qcow2_open_chain(void **state, struct blk_file *file, bool read_only,
     pthread_cond_init(&s->inflight_cond, NULL);
     s->file = file;
     s->read_only = read_only;
+    s->no_sync = o && o->no_sync;
     struct stat st;
     uint64_t fsize = file->size;
     if (!file->is_blockdev && fstat(file->fd, &st) == 0)
@@ -923,7 +1001,7 @@ static int qcow2_open_chain(void **state, struct blk_file *file, bool read_only,
         if (s->incompat & QCOW2_INCOMPAT_CORRUPT)
             FAIL(-EINVAL, "'%s' is marked corrupt; open it read-only or repair it with "
                  "'qemu-img check -r all'", name);
-        if (s->nb_snapshots)
+        if (s->nb_snapshots && !(o && o->allow_snapshots))
             FAIL(-ENOTSUP, "'%s' has internal snapshots, which kvmbox does not write yet; "
                  "use readonly=on or snapshot=on", name);
         if (s->incompat & QCOW2_INCOMPAT_DIRTY) {

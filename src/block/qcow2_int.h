@@ -134,6 +134,8 @@ struct qcow2 {
     uint64_t *pending_free;     /* host cluster indices to decrement after write-back */
     size_t npending, pending_cap;
     unsigned alloc_depth;
+    uint64_t cbytes_off;
+    bool no_sync;               /* cache=unsafe: no fdatasync at all (see qcow2_open_options) */        /* compressed writes: next free byte in a shared cluster; 0: none */
 };
 
 static inline uint64_t qcow2_be64(const uint8_t *p)
@@ -188,6 +190,14 @@ int qcow2_write_header(struct qcow2 *s);
 /* Rebuild every refcount from the metadata (dirty image after a crash with
  * lazy refcounts): a new refcount table and blocks at the end of the file. */
 int qcow2_rebuild_refcounts(struct qcow2 *s, char *err, unsigned errlen);
+/* fdatasync of the image file, unless opened with no_sync. */
+int qcow2_sync(struct qcow2 *s);
+/* One more reference to a host cluster that already has one (snapshots). */
+int qcow2_inc_refcount(struct qcow2 *s, uint64_t cluster);
+/* Byte-granular allocation for compressed clusters (QEMU's
+ * qcow2_alloc_bytes): packs into the last partly used cluster, counting one
+ * reference per piece. Returns the host byte offset, or 0 with *ret. */
+uint64_t qcow2_alloc_bytes(struct qcow2 *s, uint64_t len, int *ret);
 /* Before the first refcount change with lazy refcounts: dirty bit on disk. */
 int qcow2_mark_dirty(struct qcow2 *s);
 

@@ -279,7 +279,7 @@ int qcow2_mark_dirty(struct qcow2 *s)
     s->incompat |= QCOW2_INCOMPAT_DIRTY;
     int r = qcow2_write_header(s);
     if (r == 0)
-        r = blk_file_flush(s->file);
+        r = qcow2_sync(s);
     if (r == 0)
         s->lazy_dirty_set = true;
     return r;
@@ -346,6 +346,48 @@ uint64_t qcow2_alloc_clusters(struct qcow2 *s, uint64_t n, int *ret)
     return c << s->cluster_bits;
 }
 
+int qcow2_inc_refcount(struct qcow2 *s, uint64_t cluster)
+{
+    uint64_t rc;
+    int r = qcow2_mark_dirty(s);
+    if (r == 0)
+        r = qcow2_get_refcount(s, cluster, &rc);
+    if (r < 0)
+        return r;
+    if (rc == 0 || rc >= s->refcount_max)
+        return -EIO;    /* unreferenced (image inconsistent) or saturated */
+    return set_refcount(s, cluster, rc + 1);
+}
+
+uint64_t qcow2_alloc_bytes(struct qcow2 *s, uint64_t len, int *ret)
+{
+    uint64_t cs = s->cluster_size, o = s->cbytes_off, in = o & (cs - 1);
+    if (o && in && len <= cs - in) {
+        uint64_t c = o >> s->cluster_bits, rc;
+        int r = qcow2_mark_dirty(s);
+        if (r == 0)
+            r = qcow2_get_refcount(s, c, &rc);
+        if (r < 0) {
+            *ret = r;
+            return 0;
+        }
+        if (rc > 0 && rc < s->refcount_max) {
+            if ((r = set_refcount(s, c, rc + 1)) < 0) {
+                *ret = r;
+                return 0;
+            }
+            s->cbytes_off = o + len;
+            return o;
+        }
+    }
+    uint64_t n = (len + cs - 1) / cs;
+    uint64_t host = qcow2_alloc_clusters(s, n, ret);
+    if (!host)
+        return 0;
+    s->cbytes_off = host + len;
+    return host;
+}
+
 int qcow2_free_later(struct qcow2 *s, uint64_t off, uint64_t len)
 {
     if (!len)
@@ -368,11 +410,16 @@ int qcow2_free_later(struct qcow2 *s, uint64_t off, uint64_t len)
     return 0;
 }
 
+int qcow2_sync(struct qcow2 *s)
+{
+    return s->no_sync ? 0 : blk_file_flush(s->file);
+}
+
 static int barrier(struct qcow2 *s)
 {
     if (!s->need_sync)
         return 0;
-    int r = blk_file_flush(s->file);
+    int r = qcow2_sync(s);
     if (r == 0)
         s->need_sync = false;
     return r;
@@ -442,6 +489,8 @@ static int apply_frees(struct qcow2 *s)
         r = set_refcount(s, c, rc - 1);
         if (r == 0 && rc == 1 && c < s->free_hint)
             s->free_hint = c;
+        if (r == 0 && rc == 1 && s->cbytes_off && (s->cbytes_off >> s->cluster_bits) == c)
+            s->cbytes_off = 0;      /* never pack into a cluster that is free again */
     }
     s->npending = 0;
     return r;

@@ -88,7 +88,8 @@ int img_open(struct img *im, const char *name, const char *fmt, unsigned flags)
     }
     im->file_open = true;
     if (im->drv == &blk_driver_qcow2) {
-        struct qcow2_open_options o = { .filename = name, .no_backing = flags & IMG_NO_BACKING };
+        struct qcow2_open_options o = { .filename = name, .no_backing = flags & IMG_NO_BACKING,
+                                        .no_sync = flags & IMG_UNSAFE };
         r = qcow2_open_ex(&im->st, &im->file, !(flags & IMG_RW), &o, err, sizeof err);
         if (r == 0)
             im->q = im->st;
@@ -105,6 +106,8 @@ int img_open(struct img *im, const char *name, const char *fmt, unsigned flags)
         return r;
     }
     im->size = im->drv->length(im->st);
+    if (!im->q)     /* qemu sees a raw file's size rounded up to a sector; the rest reads zeros */
+        im->size = (im->size + 511) & ~511ull;
     return 0;
 }
 

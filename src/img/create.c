@@ -161,10 +161,6 @@ int img_create_image(const char *name, const char *fmt, uint64_t size, bool have
         fprintf(stderr, "Detected format of %s.", img_probe(backing) ? img_probe(backing) : "raw");
         return 1;
     }
-    if (backing_fmt && !backing) {
-        img_err("%s: Backing format cannot be used without backing file", name);
-        return 1;
-    }
     if (backing) {
         if (strcmp(backing_fmt, "raw") && strcmp(backing_fmt, "qcow2")) {
             img_err("%s: Unknown backing file format '%s'", name, backing_fmt);
@@ -197,10 +193,6 @@ int img_create_image(const char *name, const char *fmt, uint64_t size, bool have
         img_err("%s: Image creation needs a size parameter", name);
         return 1;
     }
-    if (qcow2 && (cluster < 512 || cluster > (2u << 20) || (cluster & (cluster - 1)))) {
-        img_err("%s: Cluster size must be a power of two between 512 and 2048k", name);
-        return 1;
-    }
     if (!quiet) {
         if (qcow2) {
             printf("Formatting '%s', fmt=qcow2 cluster_size=%u extended_l2=off", name, cluster);
@@ -208,7 +200,9 @@ int img_create_image(const char *name, const char *fmt, uint64_t size, bool have
                 printf(" preallocation=%s", prealloc);
             printf(" compression_type=zlib size=%" PRIu64, size);
             if (backing)
-                printf(" backing_file=%s backing_fmt=%s", backing, backing_fmt);
+                printf(" backing_file=%s", backing);
+            if (backing_fmt)
+                printf(" backing_fmt=%s", backing_fmt);
             if (compat)
                 printf(" compat=%s", compat);
             printf(" lazy_refcounts=%s refcount_bits=16\n", co.lazy_refcounts ? "on" : "off");
@@ -220,16 +214,25 @@ int img_create_image(const char *name, const char *fmt, uint64_t size, bool have
         }
         fflush(stdout);
     }
+    /* qemu-img checks these after printing the line. */
+    if (qcow2 && (cluster < 512 || cluster > (2u << 20) || (cluster & (cluster - 1)))) {
+        img_err("%s: Cluster size must be a power of two between 512 and 2048k", name);
+        return 1;
+    }
+    if (backing_fmt && !backing) {
+        img_err("%s: Backing format cannot be used without backing file", name);
+        return 1;
+    }
     int r;
     if (!qcow2) {
-        r = prealloc_file(name, prealloc ? prealloc : "off", size, true);
+        r = prealloc_file(name, prealloc ? prealloc : "off", (size + 511) & ~511ull, true);
         if (r < 0) {
             img_err("%s: Could not create '%s': %s", name, name, strerror(-r));
             return 1;
         }
         return 0;
     }
-    co.size = size;
+    co.size = (size + 511) & ~511ull;     /* qemu rounds up to a sector */
     co.cluster_size = cluster;
     co.prealloc = prealloc && strcmp(prealloc, "off") ? QCOW2_PREALLOC_METADATA : QCOW2_PREALLOC_OFF;
     co.backing_file = backing;

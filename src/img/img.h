@@ -31,6 +31,7 @@ enum {
     IMG_NO_BACKING = 2,     /* do not open backing files */
     IMG_NOCACHE = 4,        /* O_DIRECT */
     IMG_QUIET = 8,          /* no error message */
+    IMG_UNSAFE = 16,        /* cache=unsafe: no fdatasync (qcow2 no_sync) */
 };
 
 /* Open `name` as `fmt` (NULL: probe). 0, or -errno after printing
@@ -94,5 +95,14 @@ int img_bench(int argc, char **argv);
 int img_create_image(const char *name, const char *fmt, uint64_t size, bool have_size,
                      const struct img_opts *o, const char *backing, const char *backing_fmt,
                      bool quiet);
+
+/* qcow2 resize (resize.c; also amend size=). 0 or -errno. */
+int img_qcow2_resize(struct img *im, uint64_t size);
+/* Drop every cluster of a qcow2 image: all reads go to the backing file
+ * (commit.c; also used after a commit). 0 or -errno. */
+int img_qcow2_make_empty(struct img *im);
+/* Rewrite a qcow2 image's backing file name and format in the header
+ * cluster (qmeta.c); name NULL or "": no backing file. Image open RW. */
+int img_qcow2_set_backing(struct img *im, const char *name, const char *fmt);
 
 #endif

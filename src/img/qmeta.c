@@ -202,3 +202,62 @@ void qsnap_serialise(const struct qsnap *s, uint32_t n, uint8_t *buf)
         p += len;
     }
 }
+
+int img_qcow2_set_backing(struct img *im, const char *name, const char *fmt)
+{
+    struct qcow2 *q = im->q;
+    uint64_t cs = q->cluster_size;
+    size_t nlen = name ? strlen(name) : 0;
+    if (nlen > 1023)
+        return -ENAMETOOLONG;
+    uint8_t *hc = malloc(cs), *nh = calloc(1, cs);
+    int r = -ENOMEM;
+    if (!hc || !nh)
+        goto out;
+    if ((r = blk_file_pread(&im->file, 0, hc, cs)) < 0)
+        goto out;
+    uint32_t hlen = q->version >= 3 ? qcow2_be32(hc + 100) : QCOW2_HDR_V2_LEN;
+    uint64_t boff = qcow2_be64(hc + 8);
+    uint64_t end = boff && boff >= hlen && boff < cs ? boff : cs;
+    memcpy(nh, hc, hlen);
+    uint64_t p = hlen;
+    if (nlen && fmt && *fmt) {
+        uint32_t fl = (uint32_t)strlen(fmt);
+        qcow2_put_be32(nh + p, QCOW2_EXT_BACKING_FORMAT);
+        qcow2_put_be32(nh + p + 4, fl);
+        memcpy(nh + p + 8, fmt, fl);
+        p += 8 + ((fl + 7u) & ~7u);
+    }
+    /* Keep every other extension. */
+    for (uint64_t x = hlen; x + 8 <= end;) {
+        uint32_t type = qcow2_be32(hc + x), len = qcow2_be32(hc + x + 4);
+        if (type == QCOW2_EXT_END || len > end - x - 8)
+            break;
+        uint64_t total = 8 + (((uint64_t)len + 7) & ~7ull);
+        if (type != QCOW2_EXT_BACKING_FORMAT) {
+            if (p + total + 8 + nlen > cs) {
+                r = -ENOSPC;
+                goto out;
+            }
+            memcpy(nh + p, hc + x, total);
+            p += total;
+        }
+        x += total;
+    }
+    p += 8;     /* end of extensions */
+    if (p + nlen > cs) {
+        r = -ENOSPC;
+        goto out;
+    }
+    memcpy(nh + p, name ? name : "", nlen);
+    qcow2_put_be64(nh + 8, nlen ? p : 0);
+    qcow2_put_be32(nh + 16, (uint32_t)nlen);
+    if ((r = blk_file_pwrite(&im->file, 0, nh, cs)) == 0)
+        r = blk_file_flush(&im->file);
+    /* The driver rewrites its header copy later: keep it in step. */
+    memcpy(q->hdr + 8, nh + 8, 12);
+out:
+    free(hc);
+    free(nh);
+    return r;
+}

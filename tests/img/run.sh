@@ -1,0 +1,430 @@
+#!/usr/bin/env bash
+# kvmbox-img against Debian's qemu-img (the reference) on the same inputs.
+# One line per test:  PASS name | FAIL name: reason | SKIP name: reason
+# Usage: tests/img/run.sh [test...]        (default: all tests)
+# Environment: KVMBOX_IMG (default build/kvmbox-img-san), IMG_TEST_KEEP=1
+#              keeps the scratch directory.
+set -u
+
+cd "$(dirname "$0")/../.." || exit 1
+K=${KVMBOX_IMG:-build/kvmbox-img-san}
+case $K in /*) ;; *) K=$PWD/$K ;; esac
+ALL_TESTS="create info check check-repair convert convert-compressed convert-qemu-made resize map compare snapshot hostile measure commit rebase amend bench"
+TESTS=${*:-$ALL_TESTS}
+export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0}
+export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+
+failed=0
+pass() { echo "PASS $1"; }
+fail() { echo "FAIL $1: $2"; failed=1; }
+skip() { echo "SKIP $1: $2"; }
+
+if [ ! -x "$K" ]; then
+    for t in $TESTS; do skip "$t" "$K not built (make build/kvmbox-img-san)"; done
+    exit 0
+fi
+if ! command -v qemu-img >/dev/null 2>&1 || ! command -v qemu-io >/dev/null 2>&1; then
+    for t in $TESTS; do skip "$t" "qemu-img/qemu-io not installed (Debian qemu-utils)"; done
+    exit 0
+fi
+
+D=$(mktemp -d /tmp/kvmbox-img-test.XXXXXX)
+cleanup() { [ "${IMG_TEST_KEEP:-0}" = 1 ] && echo "# kept $D" || rm -rf "$D"; }
+trap cleanup EXIT
+cd "$D" || exit 1
+
+# Run both tools with the same arguments; compare stdout+stderr (tool names
+# unified) and exit codes. $1: label for failures; rest: arguments.
+same() {
+    local a b ra rb
+    a=$(qemu-img "$@" 2>&1); ra=$?
+    b=$("$K" "$@" 2>&1); rb=$?
+    a=${a//qemu-img/TOOL}; b=${b//kvmbox-img/TOOL}
+    if [ "$ra" != "$rb" ]; then echo "exit $rb, qemu-img $ra for: $*"; return 1; fi
+    if [ "$a" != "$b" ]; then
+        echo "output differs for: $*: $(diff <(echo "$a") <(echo "$b") | head -5 | tr '\n' '|')"
+        return 1
+    fi
+    return 0
+}
+# Like same, but each tool works on its own copy of the image (writers).
+same_on_copies() {   # same_on_copies IMAGE args... (IMAGE placeholder @)
+    local img=$1; shift
+    cp "$img" q_"$img"; cp "$img" k_"$img"
+    local qa=() ka=()
+    for x in "$@"; do qa+=("${x//@/q_$img}"); ka+=("${x//@/k_$img}"); done
+    local a b ra rb
+    a=$(qemu-img "${qa[@]}" 2>&1); ra=$?
+    b=$("$K" "${ka[@]}" 2>&1); rb=$?
+    a=${a//qemu-img/TOOL}; a=${a//q_$img/IMG}; b=${b//kvmbox-img/TOOL}; b=${b//k_$img/IMG}
+    if [ "$ra" != "$rb" ]; then echo "exit $rb, qemu-img $ra for: $*"; return 1; fi
+    if [ "$a" != "$b" ]; then
+        echo "output differs for: $*: $(diff <(echo "$a") <(echo "$b") | head -5 | tr '\n' '|')"
+        return 1
+    fi
+}
+qcheck() { qemu-img check "$@" >/dev/null 2>&1 || { echo "qemu-img check $* failed: $(qemu-img check "$@" 2>&1 | head -3 | tr '\n' '|')"; return 1; }; }
+asan_clean() { ! grep -q "ERROR: AddressSanitizer\|runtime error" "$1" 2>/dev/null; }
+
+# Leaked clusters: a fresh 64 KiB-cluster image (header, reftable, refblock,
+# L1 = clusters 0-3) with clusters 4 and 5 counted but unused.
+make_leaky() {
+    "$K" create -q -f qcow2 "$1" 1G >/dev/null || return 1
+    printf '\x00\x01\x00\x01' | dd of="$1" bs=1 seek=$((0x20000 + 8)) conv=notrunc 2>/dev/null
+    truncate -s $((6 * 65536)) "$1"
+}
+# A refcount that is too low (the L1 table's, cluster 3).
+make_corrupt() {
+    "$K" create -q -f qcow2 "$1" 1G >/dev/null || return 1
+    printf '\x00\x00' | dd of="$1" bs=1 seek=$((0x20000 + 6)) conv=notrunc 2>/dev/null
+}
+# A qemu-made image with data, zeros, a compressed cluster.
+make_src() {
+    qemu-img create -q -f qcow2 "$1" 64M
+    qemu-io -c 'write -P 0x11 0 1M' -c 'write -P 0x22 5M 300k' -c 'write -z 10M 1M' \
+            -c 'write -c -P 0x55 12M 64k' -c 'write -P 0x33 63M 1M' "$1" >/dev/null
+}
+
+t_create() {
+    local e=""
+    for o in "" "-o cluster_size=4k" "-o cluster_size=512" "-o cluster_size=2M" \
+             "-o preallocation=metadata" "-o preallocation=falloc" "-o preallocation=full" \
+             "-o lazy_refcounts=on" "-o compat=0.10" "-o compat=1.1,lazy_refcounts=off"; do
+        rm -f q.qcow2 k.qcow2
+        a=$(qemu-img create -f qcow2 $o q.qcow2 5M 2>&1); b=$("$K" create -f qcow2 $o k.qcow2 5M 2>&1)
+        [ "${a//q.qcow2/X}" = "${b//k.qcow2/X}" ] || e="$e; create $o: '$b' vs '$a'"
+        qcheck k.qcow2 || e="$e; $o: check"
+        [ "$(qemu-img info k.qcow2 | grep -v 'disk size\|image:')" = "$(qemu-img info q.qcow2 | grep -v 'disk size\|image:')" ] || e="$e; $o: info differs"
+    done
+    for o in "-f raw" "-f raw -o preallocation=falloc" "-f raw -o preallocation=full"; do
+        rm -f q.raw k.raw
+        a=$(qemu-img create $o q.raw 1000 2>&1); b=$("$K" create $o k.raw 1000 2>&1)
+        [ "${a//q.raw/X}" = "${b//k.raw/X}" ] || e="$e; create $o: '$b' vs '$a'"
+        cmp -s q.raw k.raw || e="$e; $o: content"
+    done
+    "$K" create -q -f qcow2 base.qcow2 8M
+    a=$(qemu-img create -f qcow2 -b base.qcow2 -F qcow2 q.qcow2 2>&1); b=$("$K" create -f qcow2 -b base.qcow2 -F qcow2 k.qcow2 2>&1)
+    [ "${a//q.qcow2/X}" = "${b//k.qcow2/X}" ] || e="$e; backing: '$b' vs '$a'"
+    qcheck k.qcow2 || e="$e; backing check"
+    qemu-img info k.qcow2 | grep -q "backing file: base.qcow2" || e="$e; backing info"
+    for args in "-f qcow2 x.qcow2 1X" "-f qcow2 -o foo=1 x.qcow2 1M" "-f qcow2 x.qcow2" \
+                "-f vmdkx x.img 1M" "-f qcow2 -o cluster_size=3000 x.qcow2 1M" \
+                "-f qcow2 -b base.qcow2 x.qcow2" "-f qcow2 -F qcow2 x.qcow2 1M"; do
+        out=$(same create $args) || e="$e; $out"
+    done
+    [ -z "$e" ] && pass create || fail create "${e#; }"
+}
+
+t_info() {
+    local e=""
+    make_src src.qcow2
+    qemu-img create -q -f qcow2 -b src.qcow2 -F qcow2 top.qcow2
+    qemu-img create -q -f qcow2 -o compat=0.10 v2.qcow2 3M
+    qemu-img create -q -f qcow2 -o preallocation=metadata,cluster_size=4k,lazy_refcounts=on pre.qcow2 10M
+    qemu-img create -q -f raw r.img 1M
+    qemu-img snapshot -c snap1 src.qcow2
+    "$K" create -q -f qcow2 kv.qcow2 100M
+    for f in src.qcow2 top.qcow2 v2.qcow2 pre.qcow2 r.img kv.qcow2; do
+        for o in "" "--output=json" "--backing-chain" "--backing-chain --output=json"; do
+            out=$(same info $o $f) || e="$e; $out"
+        done
+        "$K" info --output=json $f | python3 -c 'import json,sys; json.load(sys.stdin)' 2>/dev/null || e="$e; $f: json does not parse"
+    done
+    out=$(same info nonexist.qcow2) || e="$e; $out"
+    [ -z "$e" ] && pass info || fail info "${e#; }"
+}
+
+t_check() {
+    local e=""
+    make_src src.qcow2
+    qemu-img create -q -f qcow2 -o preallocation=metadata,cluster_size=4k pre.qcow2 10M
+    make_leaky leak.qcow2; make_corrupt cor.qcow2
+    qemu-img snapshot -c s src.qcow2
+    for f in src.qcow2 pre.qcow2 leak.qcow2 cor.qcow2; do
+        for o in "" "--output=json"; do out=$(same check $o $f) || e="$e; $out"; done
+        "$K" check --output=json $f 2>/dev/null | python3 -c 'import json,sys; d=json.load(sys.stdin); assert "check-errors" in d and "filename" in d' || e="$e; $f: json"
+    done
+    "$K" check leak.qcow2 >/dev/null 2>&1; [ $? = 3 ] || e="$e; leaks exit code not 3"
+    "$K" check cor.qcow2 >/dev/null 2>&1; [ $? = 2 ] || e="$e; corruption exit code not 2"
+    [ -z "$e" ] && pass check || fail check "${e#; }"
+}
+
+t_check_repair() {
+    local e=""
+    make_leaky leak.qcow2; make_corrupt cor.qcow2
+    for r in leaks all; do
+        for f in leak.qcow2 cor.qcow2; do
+            for o in "" "--output=json"; do
+                out=$(same_on_copies $f check $o -r $r @) || e="$e; $out"
+            done
+        done
+    done
+    cp leak.qcow2 l2.qcow2; "$K" check -r leaks l2.qcow2 >/dev/null 2>&1 && qcheck l2.qcow2 || e="$e; -r leaks did not repair"
+    cp cor.qcow2 c2.qcow2; "$K" check -r all c2.qcow2 >/dev/null 2>&1 && qcheck c2.qcow2 || e="$e; -r all did not repair"
+    # Leaks from a killed writer (qemu-io, SIGKILL mid-stream).
+    qemu-img create -q -f qcow2 -o cluster_size=4k kill.qcow2 64M
+    (qemu-io -c "$(for i in $(seq 0 400); do printf 'write -P 1 %dk 4k\n' $((i * 97 % 60000)); done | head -c 100000 | tr '\n' ';' | sed 's/;$//')" kill.qcow2 >/dev/null 2>&1 &
+     p=$!; sleep 0.05; kill -9 $p 2>/dev/null; wait $p 2>/dev/null)
+    "$K" check -r all kill.qcow2 >/dev/null 2>&1; qcheck kill.qcow2 || e="$e; killed writer image not repaired"
+    [ -z "$e" ] && pass check-repair || fail check-repair "${e#; }"
+}
+
+t_convert() {
+    local e=""
+    make_src src.qcow2
+    qemu-img convert -O raw src.qcow2 src.raw
+    for args in "-O raw" "-O qcow2" "-O qcow2 -o cluster_size=4k" "-O qcow2 -o compat=0.10" \
+                "-O qcow2 -o preallocation=metadata" "-p -O qcow2" "-W -O qcow2" "-f raw -O qcow2"; do
+        rm -f out.img
+        in=src.qcow2; case $args in *"-f raw"*) in=src.raw ;; esac
+        "$K" convert $args $in out.img >/dev/null 2>err.txt || { e="$e; convert $args failed: $(head -1 err.txt)"; continue; }
+        asan_clean err.txt || e="$e; $args: sanitizer"
+        qemu-img compare src.qcow2 out.img >/dev/null 2>&1 || e="$e; $args: content differs"
+        case $args in *qcow2*) qcheck out.img || e="$e; $args: check" ;; esac
+    done
+    # -n into an existing image, multiple sources.
+    qemu-img create -q -f qcow2 pre.qcow2 64M
+    "$K" convert -n -O qcow2 src.raw pre.qcow2 && qemu-img compare src.raw pre.qcow2 >/dev/null || e="$e; -n"
+    "$K" convert -O raw src.raw src.qcow2 two.raw && [ "$(stat -c %s two.raw)" = $((128 << 20)) ] &&
+        cmp -s <(head -c 64M two.raw) src.raw || e="$e; two sources"
+    # Round trip raw -> qcow2 -> raw.
+    head -c 3M /dev/urandom > rnd.raw
+    "$K" convert -O qcow2 rnd.raw rt.qcow2 && "$K" convert -O raw rt.qcow2 rt.raw && cmp -s rnd.raw rt.raw || e="$e; round trip"
+    # Sizes that are not cluster (or sector) multiples; unaligned concatenation.
+    head -c $((3 * 1048576 + 512)) /dev/urandom > odd.raw; head -c 100000 /dev/urandom > small.raw
+    for cs in 512 64k; do
+        rm -f o1.qcow2 k2.qcow2 q2.qcow2
+        "$K" convert -O qcow2 -o cluster_size=$cs odd.raw o1.qcow2 && qemu-img compare odd.raw o1.qcow2 >/dev/null && qcheck o1.qcow2 || e="$e; odd size $cs"
+        "$K" convert -O qcow2 -o cluster_size=$cs small.raw odd.raw k2.qcow2 && qemu-img convert -O qcow2 small.raw odd.raw q2.qcow2 &&
+            qemu-img compare q2.qcow2 k2.qcow2 >/dev/null && qcheck k2.qcow2 || e="$e; unaligned concatenation $cs"
+    done
+    out=$(same info small.raw) || e="$e; $out"
+    out=$(same convert -O qcow2 nonexist.img x.qcow2) || e="$e; $out"
+    [ -z "$e" ] && pass convert || fail convert "${e#; }"
+}
+
+t_convert_compressed() {
+    local e=""
+    make_src src.qcow2
+    head -c 2M /dev/urandom > rnd.raw
+    for cs in 512 4k 64k 2M; do
+        rm -f c.qcow2
+        "$K" convert -c -O qcow2 -o cluster_size=$cs src.qcow2 c.qcow2 2>err.txt || e="$e; -c $cs failed: $(head -1 err.txt)"
+        qemu-img compare src.qcow2 c.qcow2 >/dev/null || e="$e; -c $cs content"
+        qcheck c.qcow2 || e="$e; -c $cs check"
+        qemu-img check --output=json c.qcow2 | grep -q compressed-clusters || e="$e; -c $cs: nothing compressed"
+    done
+    "$K" convert -c -O qcow2 rnd.raw cr.qcow2 && qemu-img compare rnd.raw cr.qcow2 >/dev/null && qcheck cr.qcow2 || e="$e; incompressible"
+    "$K" convert -c -O qcow2 src.qcow2 c.qcow2 && "$K" convert -O raw c.qcow2 back.raw &&
+        qemu-img compare src.qcow2 back.raw >/dev/null || e="$e; kvmbox reads its compressed image"
+    ks=$(stat -c %s c.qcow2); qemu-img convert -c -O qcow2 src.qcow2 qc.qcow2; qs=$(stat -c %s qc.qcow2)
+    [ "$ks" -le $((qs * 3 / 2)) ] || e="$e; compressed size $ks vs qemu-img $qs"
+    out=$(same convert -c -O raw src.qcow2 x.raw) || e="$e; $out"
+    [ -z "$e" ] && pass convert-compressed || fail convert-compressed "${e#; }"
+}
+
+t_convert_qemu_made() {
+    local e=""
+    qemu-img create -q -f raw base.raw 32M
+    qemu-io -f raw -c 'write -P 0x61 0 4M' base.raw >/dev/null
+    for o in "cluster_size=512" "cluster_size=4k" "cluster_size=64k,preallocation=metadata" \
+             "cluster_size=2M" "compat=0.10" "preallocation=full" "lazy_refcounts=on"; do
+        rm -f q.qcow2 k.raw
+        qemu-img create -q -f qcow2 -o $o q.qcow2 32M
+        qemu-io -c 'write -P 0x12 1M 3M' -c 'write -z 8M 1M' -c 'write -c -P 0x34 16M 2M' q.qcow2 >/dev/null 2>&1
+        "$K" convert -O raw q.qcow2 k.raw 2>err.txt || e="$e; $o: $(head -1 err.txt)"
+        qemu-img compare q.qcow2 k.raw >/dev/null || e="$e; $o: content"
+        out=$(same map --output=json q.qcow2) || e="$e; $o: $out"
+        out=$(same check q.qcow2) || e="$e; $o: $out"
+    done
+    qemu-img create -q -f qcow2 -b base.raw -F raw ov.qcow2
+    qemu-io -c 'write -P 0x77 2M 64k' ov.qcow2 >/dev/null
+    qemu-img create -q -f qcow2 -b ov.qcow2 -F qcow2 ov2.qcow2
+    "$K" convert -O qcow2 ov2.qcow2 flat.qcow2 && qemu-img compare ov2.qcow2 flat.qcow2 >/dev/null || e="$e; backing chain"
+    [ -z "$e" ] && pass convert-qemu-made || fail convert-qemu-made "${e#; }"
+}
+
+t_resize() {
+    local e=""
+    make_src src.qcow2
+    for args in "+1G" "-- -1M" "--shrink @ -1M" "2T" "--shrink @ 6M" "abc" "0"; do
+        case $args in *@*) set -- resize $args ;; *) set -- resize @ $args ;; esac
+        out=$(same_on_copies src.qcow2 "$@") || e="$e; $out"
+        qcheck k_src.qcow2 || e="$e; $args: check"
+        [ "$(qemu-img info --output=json q_src.qcow2 | grep virtual-size)" = "$(qemu-img info --output=json k_src.qcow2 | grep virtual-size)" ] || e="$e; $args: size"
+        qemu-img compare q_src.qcow2 k_src.qcow2 >/dev/null || e="$e; $args: content"
+    done
+    qemu-img create -q -f raw r.raw 1M
+    out=$(same_on_copies r.raw resize -f raw @ +1M) || e="$e; $out"
+    cmp -s q_r.raw k_r.raw || e="$e; raw content"
+    # Growing past the L1 table (4 KiB clusters: 512 entries cover 256 MiB... and more).
+    qemu-img create -q -f qcow2 -o cluster_size=4k g.qcow2 1M
+    qemu-io -c 'write -P 5 0 64k' g.qcow2 >/dev/null
+    "$K" resize g.qcow2 10G >/dev/null && qcheck g.qcow2 && qemu-io -c 'read -P 5 0 64k' -c 'write -P 6 9G 64k' g.qcow2 >/dev/null && qcheck g.qcow2 || e="$e; L1 growth"
+    [ -z "$e" ] && pass resize || fail resize "${e#; }"
+}
+
+t_map() {
+    local e=""
+    make_src src.qcow2
+    qemu-img create -q -f qcow2 -o preallocation=metadata,cluster_size=4k pre.qcow2 10M
+    qemu-img create -q -f raw r.raw 1M; qemu-io -f raw -c 'write -P 9 128k 192k' r.raw >/dev/null
+    qemu-img create -q -f qcow2 -b r.raw -F raw ov.qcow2
+    qemu-io -c 'write -z 0 64k' -c 'write 512k 4k' ov.qcow2 >/dev/null
+    "$K" create -q -f qcow2 kv.qcow2 8M; qemu-io -c 'write 1M 1M' kv.qcow2 >/dev/null
+    for f in src.qcow2 pre.qcow2 r.raw ov.qcow2 kv.qcow2; do
+        for o in "--output=json" "--output=json --start-offset=1M --max-length=2M"; do
+            out=$(same map $o $f) || e="$e; $out"
+        done
+        "$K" map --output=json $f | python3 -c 'import json,sys; d=json.load(sys.stdin); assert all(k in d[0] for k in ("start","length","depth","present","zero","data"))' 2>/dev/null || e="$e; $f json"
+    done
+    for f in pre.qcow2 r.raw ov.qcow2 kv.qcow2; do out=$(same map $f) || e="$e; $out"; done
+    [ -z "$e" ] && pass map || fail map "${e#; }"
+}
+
+t_compare() {
+    local e=""
+    make_src src.qcow2
+    qemu-img convert -O raw src.qcow2 src.raw
+    cp src.raw d.raw; printf 'x' | dd of=d.raw bs=1 seek=$((5 * 1048576 + 1000)) conv=notrunc 2>/dev/null
+    qemu-img create -q -f raw big.raw 65M; qemu-img convert -n -O raw src.qcow2 big.raw
+    cp big.raw big2.raw; printf 'y' | dd of=big2.raw bs=1 seek=$((64 * 1048576 + 700)) conv=notrunc 2>/dev/null
+    for p in "src.qcow2 src.raw" "src.qcow2 d.raw" "src.raw big.raw" "big2.raw src.qcow2" \
+             "-s src.raw big.raw" "-q src.qcow2 d.raw" "src.qcow2 nonexist"; do
+        out=$(same compare $p) || e="$e; $out"
+    done
+    [ -z "$e" ] && pass compare || fail compare "${e#; }"
+}
+
+t_snapshot() {
+    local e=""
+    qemu-img create -q -f qcow2 s.qcow2 16M
+    qemu-io -c 'write -P 1 0 1M' -c 'write -c -P 7 2M 64k' s.qcow2 >/dev/null
+    "$K" snapshot -c s1 s.qcow2 || e="$e; -c failed"
+    qcheck s.qcow2 || e="$e; after -c"
+    qemu-img snapshot -l s.qcow2 | grep -q " s1 " || e="$e; qemu-img does not list kvmbox's snapshot"
+    qemu-io -c 'write -P 2 0 512k' s.qcow2 >/dev/null
+    qemu-img snapshot -c s2 s.qcow2
+    out=$(same snapshot -l s.qcow2) || e="$e; $out"
+    qemu-io -c 'write -P 3 0 256k' s.qcow2 >/dev/null
+    "$K" snapshot -a s1 s.qcow2 && qcheck s.qcow2 || e="$e; -a s1"
+    qemu-io -c 'read -P 1 0 1M' -c 'read -P 7 2M 64k' s.qcow2 | grep -q "read 65536/65536" || e="$e; -a s1 content"
+    "$K" snapshot -a 2 s.qcow2 && qcheck s.qcow2 || e="$e; -a 2 (by id)"
+    qemu-io -c 'read -P 2 0 512k' -c 'read -P 1 512k 512k' s.qcow2 | grep -c "^read" | grep -q 2 || e="$e; -a 2 content"
+    "$K" snapshot -d s1 s.qcow2 && qcheck s.qcow2 || e="$e; -d s1"
+    qemu-img snapshot -l s.qcow2 | grep -q " s1 " && e="$e; s1 still listed"
+    qemu-img snapshot -a s2 s.qcow2 && qcheck s.qcow2 || e="$e; qemu-img -a after kvmbox -d"
+    "$K" snapshot -d s2 s.qcow2 && qcheck s.qcow2 || e="$e; -d s2"
+    [ -z "$(qemu-img snapshot -l s.qcow2)" ] || e="$e; snapshots left"
+    for a in "-d nope" "-a nope" "-l"; do out=$(same_on_copies s.qcow2 snapshot $a @) || e="$e; $out"; done
+    [ -z "$e" ] && pass snapshot || fail snapshot "${e#; }"
+}
+
+# Hostile images: garbage headers, tables past the end, huge sizes, loops.
+t_hostile() {
+    local e=""
+    "$K" create -q -f qcow2 ok.qcow2 16M; qemu-io -c 'write -P 1 0 1M' ok.qcow2 >/dev/null
+    poke() { cp ok.qcow2 h.qcow2; printf "$2" | dd of=h.qcow2 bs=1 seek=$1 conv=notrunc 2>/dev/null; }
+    i=0
+    for p in "4:\x00\x00\x00\x09" "20:\x00\x00\x00\x3f" "24:\xff\xff\xff\xff\xff\xff\xff\xff" \
+             "36:\x7f\xff\xff\xff" "40:\x00\x00\x7f\x00\x00\x00\x00\x00" "48:\x00\x00\x00\x00\x00\x00\x10\x01" \
+             "56:\xff\xff\xff\xff" "60:\x00\x01\x00\x00" "60:\x00\x00\x00\x05" "8:\x00\x00\x00\x00\x00\x00\x00\x70" \
+             "16:\x00\x00\x10\x00" "72:\xff\xff\xff\xff\xff\xff\xff\xfe" "100:\xff\xff\xff\xf0" \
+             "$((0x30000)):\x00\xff\xff\xff\xff\xff\x00\x00" "$((0x30000)):\x80\x00\x00\x00\x00\x00\x12\x34" \
+             "$((0x20000)):\xff\xff\xff\xff"; do
+        i=$((i + 1))
+        poke "${p%%:*}" "${p#*:}"
+        for v in "info h.qcow2" "check h.qcow2" "map --output=json h.qcow2" "convert -O raw h.qcow2 h.raw" "snapshot -l h.qcow2" "compare h.qcow2 ok.qcow2"; do
+            timeout 20 "$K" $v >/dev/null 2>err.txt; rc=$?
+            [ $rc = 124 ] && e="$e; #$i $v: hang"
+            [ $rc -ge 128 ] && e="$e; #$i $v: crashed ($rc)"
+            asan_clean err.txt || e="$e; #$i $v: sanitizer: $(grep -m1 'ERROR\|runtime error' err.txt)"
+        done
+    done
+    printf 'QFI\xfb' > short.qcow2
+    "$K" info short.qcow2 >/dev/null 2>err.txt; [ $? = 1 ] && grep -q "^kvmbox-img: " err.txt || e="$e; short file"
+    qemu-img create -q -f qcow2 -b loop2.qcow2 -F qcow2 -u loop1.qcow2 1M
+    qemu-img create -q -f qcow2 -b loop1.qcow2 -F qcow2 -u loop2.qcow2 1M
+    timeout 20 "$K" info --backing-chain loop1.qcow2 >/dev/null 2>&1; [ $? = 1 ] || e="$e; backing loop"
+    [ -z "$e" ] && pass hostile || fail hostile "${e#; }"
+}
+
+t_measure() {
+    local e=""
+    make_src src.qcow2; qemu-img convert -O raw src.qcow2 src.raw
+    for args in "-O qcow2 src.qcow2" "-O raw src.qcow2" "--output=json -O qcow2 src.raw" \
+                "-O qcow2 --size 1G" "-O qcow2 -o cluster_size=4k,preallocation=metadata --size 100G" \
+                "-O qcow2 -o compat=0.10 --size 1G" "--size 1G" "-O qcow2 -o preallocation=full --size 10M"; do
+        out=$(same measure $args) || e="$e; $out"
+    done
+    [ -z "$e" ] && pass measure || fail measure "${e#; }"
+}
+
+t_commit() {
+    local e=""
+    qemu-img create -q -f qcow2 base.qcow2 16M; qemu-io -c 'write -P 1 0 4M' base.qcow2 >/dev/null
+    qemu-img create -q -f qcow2 -b base.qcow2 -F qcow2 top.qcow2
+    qemu-io -c 'write -P 2 1M 1M' -c 'write -z 3M 64k' top.qcow2 >/dev/null
+    qemu-img convert -O raw top.qcow2 expect.raw
+    out=$(same_on_copies top.qcow2 info @ ) || true
+    cp base.qcow2 base0.qcow2
+    "$K" commit top.qcow2 >out.txt 2>&1 || e="$e; commit failed: $(head -1 out.txt)"
+    grep -q "Image committed." out.txt || e="$e; message"
+    qcheck base.qcow2 || e="$e; base check"
+    qemu-img compare base.qcow2 expect.raw >/dev/null || e="$e; base content"
+    qemu-img compare top.qcow2 expect.raw >/dev/null || e="$e; top content"
+    [ -z "$e" ] && pass commit || fail commit "${e#; }"
+}
+
+t_rebase() {
+    local e=""
+    qemu-img create -q -f qcow2 b1.qcow2 16M; qemu-io -c 'write -P 1 0 4M' b1.qcow2 >/dev/null
+    qemu-img create -q -f qcow2 b2.qcow2 16M; qemu-io -c 'write -P 9 0 2M' b2.qcow2 >/dev/null
+    qemu-img create -q -f qcow2 -b b1.qcow2 -F qcow2 t.qcow2; qemu-io -c 'write -P 2 1M 64k' t.qcow2 >/dev/null
+    qemu-img convert -O raw t.qcow2 expect.raw
+    "$K" rebase -b b2.qcow2 -F qcow2 t.qcow2 2>err.txt || e="$e; rebase failed: $(head -1 err.txt)"
+    qcheck t.qcow2 || e="$e; check"
+    qemu-img info t.qcow2 | grep -q "backing file: b2.qcow2" || e="$e; backing not switched"
+    qemu-img compare t.qcow2 expect.raw >/dev/null || e="$e; content changed"
+    "$K" rebase -u -b b1.qcow2 -F qcow2 t.qcow2 && qemu-img info t.qcow2 | grep -q "backing file: b1.qcow2" || e="$e; -u"
+    "$K" rebase -b "" t.qcow2 && qemu-img info t.qcow2 | grep -q "backing file" && e="$e; -b '' kept backing"
+    qemu-img compare t.qcow2 expect.raw >/dev/null || e="$e; content after -b ''"
+    qcheck t.qcow2 || e="$e; check after -b ''"
+    [ -z "$e" ] && pass rebase || fail rebase "${e#; }"
+}
+
+t_amend() {
+    local e=""
+    qemu-img create -q -f qcow2 a.qcow2 16M; qemu-io -c 'write -P 1 0 1M' a.qcow2 >/dev/null
+    "$K" amend -o lazy_refcounts=on a.qcow2 && qemu-img info a.qcow2 | grep -q "lazy refcounts: true" || e="$e; lazy_refcounts=on"
+    qcheck a.qcow2 || e="$e; check"
+    "$K" amend -o lazy_refcounts=off a.qcow2 && qemu-img info a.qcow2 | grep -q "lazy refcounts: false" || e="$e; lazy_refcounts=off"
+    "$K" amend -o size=32M a.qcow2 && qemu-img info a.qcow2 | grep -q "(33554432 bytes)" || e="$e; size"
+    qemu-img create -q -f qcow2 b.qcow2 1M
+    "$K" amend -o backing_file=b.qcow2,backing_fmt=qcow2 a.qcow2 && qemu-img info a.qcow2 | grep -q "backing file: b.qcow2" || e="$e; backing_file"
+    qcheck a.qcow2 || e="$e; check 2"
+    out=$(same_on_copies a.qcow2 amend -o foo=bar @) || e="$e; $out"
+    [ -z "$e" ] && pass amend || fail amend "${e#; }"
+}
+
+t_bench() {
+    local e=""
+    qemu-img create -q -f qcow2 b.qcow2 64M
+    for args in "-c 2000 -d 8 -s 4k" "-w -c 2000 -s 4k -S 64k" "-c 500 -s 64k -o 1M" "-c 200 -f qcow2 -t none -n -s 4k"; do
+        out=$("$K" bench $args b.qcow2 2>&1) || e="$e; bench $args failed: $out"
+        echo "$out" | head -1 | grep -q "^Sending [0-9]* .*requests" || e="$e; $args: first line '$(echo "$out" | head -1)'"
+        echo "$out" | tail -1 | grep -q "^Run completed in [0-9.]* seconds.$" || e="$e; $args: last line"
+    done
+    qcheck b.qcow2 || e="$e; check after writes"
+    [ -z "$e" ] && pass bench || fail bench "${e#; }"
+}
+
+for t in $TESTS; do
+    fn=t_${t//-/_}
+    if declare -F "$fn" >/dev/null; then
+        mkdir -p "$D/$t" && cd "$D/$t" && "$fn"; cd "$D"
+    else
+        fail "$t" "no such test"
+    fi
+done
+exit $failed
