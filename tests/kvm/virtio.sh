@@ -17,7 +17,7 @@ set -u
 cd "$(dirname "$0")/../.." || exit 1
 TMO=${KVM_TEST_TIMEOUT:-30}
 ALL_TESTS="virtio-blk virtio-blk-intx virtio-blk-readonly virtio-blk-snapshot"
-ALL_TESTS+=" virtio-blk-hostile virtio-rng"
+ALL_TESTS+=" virtio-blk-hostile virtio-rng virtio-blk-qcow2-backing"
 
 # shellcheck source=tests/kvm/lib.sh
 . tests/kvm/lib.sh
@@ -135,6 +135,32 @@ t_virtio_blk_snapshot() {
     if [ -z "$r" ]; then pass $t; else fail $t "$r"; fi
 }
 
+# qcow2 over a raw backing file: the guest's writes land in the overlay
+# (qemu-img check clean, qemu-img's view of the overlay has them on top of
+# the backing bytes), the backing file is untouched.
+t_virtio_blk_qcow2_backing() {
+    local t=virtio-blk-qcow2-backing r
+    if ! have qemu-img; then
+        skip $t "qemu-img not installed (Debian qemu-utils)"
+        return
+    fi
+    new_image $t
+    qemu-img create -q -f qcow2 -b "$SCRATCH/$t.img" -F raw "$SCRATCH/$t.qcow2" >/dev/null
+    vm $t "test=virtio-blk" \
+        -drive "file=$SCRATCH/$t.qcow2,if=none,id=d0,format=qcow2" \
+        -device virtio-blk-pci,drive=d0
+    r=$(why $t "virtio-blk: ok")
+    [ -n "$r" ] || cmp -s "$SCRATCH/$t.img" "$SCRATCH/$t.orig" ||
+        r="the backing file changed"
+    [ -n "$r" ] || qemu-img check -q "$SCRATCH/$t.qcow2" >/dev/null 2>&1 ||
+        r="qemu-img check: $(qemu-img check "$SCRATCH/$t.qcow2" 2>&1 | tail -n1)"
+    if [ -z "$r" ]; then
+        qemu-img convert -f qcow2 -O raw "$SCRATCH/$t.qcow2" "$SCRATCH/$t.flat"
+        r=$(check_pattern "$SCRATCH/$t.flat" "$SCRATCH/$t.orig")
+    fi
+    if [ -z "$r" ]; then pass $t; else fail $t "$r"; fi
+}
+
 # A broken driver never kills the VMM: each hostile request puts the device
 # in NEEDS_RESET (the guest checks), kvmbox logs it and keeps running, and
 # after a reset the device serves a good request.
@@ -171,6 +197,7 @@ for t in $TESTS; do
     virtio-blk-snapshot) t_virtio_blk_snapshot ;;
     virtio-blk-hostile) t_virtio_blk_hostile ;;
     virtio-rng) t_virtio_rng ;;
+    virtio-blk-qcow2-backing) t_virtio_blk_qcow2_backing ;;
     *) fail "$t" "no such test (have: $ALL_TESTS)" ;;
     esac
 done
