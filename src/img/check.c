@@ -19,7 +19,7 @@
 #include <unistd.h>
 
 enum { FIX_LEAKS = 1, FIX_ERRORS = 2 };
-#define MAX_CHECK_CLUSTERS (1ull << 26)
+#define MAX_CHECK_CLUSTERS (1ull << 25)     /* 384 MiB of counters at most */
 
 struct result {
     int64_t corruptions, leaks, check_errors, corruptions_fixed, leaks_fixed;
