@@ -193,7 +193,7 @@ static void blk_finish(struct block_backend *b, struct blk_req *r)
 {
     if (r->priv.bounce) {
         if (r->op == BLK_OP_READ && r->priv.ret == 0)
-            blk_iov_from_buf(r->iov, r->iovcnt, 0, r->priv.bounce, r->len);
+            iov_from_buf(r->iov, r->iovcnt, 0, r->priv.bounce, r->len);
         free(r->priv.bounce);
         r->priv.bounce = NULL;
     }
@@ -259,7 +259,7 @@ static int blk_exec(struct block_backend *b, struct blk_req *r)
             sub = malloc(cnt * sizeof *sub);
             if (!sub)
                 return -ENOMEM;
-            cnt = blk_iov_slice(iov, cnt, skip, r->len - skip, sub, cnt);
+            cnt = iov_slice(iov, cnt, skip, r->len - skip, sub, cnt);
             iov = sub;
         }
         uint64_t off = r->offset + skip, len = r->len - skip;
@@ -334,7 +334,7 @@ static int blk_guard_block0(struct block_backend *b, struct blk_req *r)
     void *buf = NULL;
     if (r->len > SIZE_MAX || posix_memalign(&buf, 4096, (size_t)r->len))
         return -ENOMEM;
-    blk_iov_to_buf(r->iov, r->iovcnt, 0, buf, r->len);
+    iov_to_buf(r->iov, r->iovcnt, 0, buf, r->len);
     const char *fmt = blk_probe_format(buf, BLK_PROBE_SIZE);
     if (fmt) {
         log_ratelimited(&b->rl, LOG_WARN, "'%s': guest write of a %s header to block 0 of a "
@@ -361,7 +361,7 @@ void blk_submit(struct block_backend *b, struct blk_req *r)
     switch (r->op) {
     case BLK_OP_READ:
     case BLK_OP_WRITE:
-        if (blk_iov_size(r->iov, r->iovcnt) != r->len)
+        if (iov_size(r->iov, r->iovcnt) != r->len)
             ret = -EINVAL;
         /* fall through */
     case BLK_OP_DISCARD:

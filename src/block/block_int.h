@@ -5,6 +5,7 @@
 #define KVMBOX_BLOCK_INT_H
 
 #include "block/block.h"
+#include "core/iov.h"
 
 #include <pthread.h>
 #include <stdbool.h>
@@ -50,19 +51,6 @@ int blk_file_write_zeroes(struct blk_file *f, uint64_t off, uint64_t len);
 /* Can this request go to the kernel as is (O_DIRECT alignment)? */
 bool blk_file_aligned(const struct blk_file *f, uint64_t off, uint64_t len,
                       const struct iovec *iov, unsigned cnt);
-
-/* ---- iovec helpers (file.c) ---------------------------------------- */
-
-uint64_t blk_iov_size(const struct iovec *iov, unsigned cnt);
-/* Copy between a flat buffer and the bytes [skip, skip+len) of an iovec. */
-void blk_iov_to_buf(const struct iovec *iov, unsigned cnt, uint64_t skip, void *buf, uint64_t len);
-void blk_iov_from_buf(const struct iovec *iov, unsigned cnt, uint64_t skip, const void *buf,
-                      uint64_t len);
-/* Describe bytes [skip, skip+len) of src in dst (at most `max` entries,
- * max >= cnt always suffices). Returns the entry count. */
-unsigned blk_iov_slice(const struct iovec *src, unsigned cnt, uint64_t skip, uint64_t len,
-                       struct iovec *dst, unsigned max);
-void blk_iov_memset(const struct iovec *iov, unsigned cnt, uint64_t skip, int c, uint64_t len);
 
 /* ---- format drivers ---------------------------------------------------- */
 

@@ -15,89 +15,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-/* ---- iovec helpers ---------------------------------------------------- */
-
-uint64_t blk_iov_size(const struct iovec *iov, unsigned cnt)
-{
-    uint64_t n = 0;
-    for (unsigned i = 0; i < cnt; i++)
-        n += iov[i].iov_len;
-    return n;
-}
-
-/* Walk bytes [skip, skip+len) of the iovec, calling fn on each piece. */
-static void iov_walk(const struct iovec *iov, unsigned cnt, uint64_t skip, uint64_t len,
-                     void (*fn)(void *piece, size_t n, uint64_t pos, void *ctx), void *ctx)
-{
-    uint64_t pos = 0;
-    for (unsigned i = 0; i < cnt && len; i++) {
-        size_t l = iov[i].iov_len;
-        if (skip >= l) {
-            skip -= l;
-            continue;
-        }
-        size_t n = l - skip;
-        if (n > len)
-            n = len;
-        fn((char *)iov[i].iov_base + skip, n, pos, ctx);
-        pos += n;
-        len -= n;
-        skip = 0;
-    }
-}
-
-static void piece_to_buf(void *piece, size_t n, uint64_t pos, void *ctx)
-{
-    memcpy((char *)ctx + pos, piece, n);
-}
-
-static void piece_from_buf(void *piece, size_t n, uint64_t pos, void *ctx)
-{
-    memcpy(piece, (const char *)ctx + pos, n);
-}
-
-void blk_iov_to_buf(const struct iovec *iov, unsigned cnt, uint64_t skip, void *buf, uint64_t len)
-{
-    iov_walk(iov, cnt, skip, len, piece_to_buf, buf);
-}
-
-void blk_iov_from_buf(const struct iovec *iov, unsigned cnt, uint64_t skip, const void *buf,
-                      uint64_t len)
-{
-    iov_walk(iov, cnt, skip, len, piece_from_buf, (void *)buf);
-}
-
-static void piece_memset(void *piece, size_t n, uint64_t pos, void *ctx)
-{
-    memset(piece, *(int *)ctx, n);
-}
-
-void blk_iov_memset(const struct iovec *iov, unsigned cnt, uint64_t skip, int c, uint64_t len)
-{
-    iov_walk(iov, cnt, skip, len, piece_memset, &c);
-}
-
-unsigned blk_iov_slice(const struct iovec *src, unsigned cnt, uint64_t skip, uint64_t len,
-                       struct iovec *dst, unsigned max)
-{
-    unsigned n = 0;
-    for (unsigned i = 0; i < cnt && len && n < max; i++) {
-        size_t l = src[i].iov_len;
-        if (skip >= l) {
-            skip -= l;
-            continue;
-        }
-        size_t take = l - skip;
-        if (take > len)
-            take = len;
-        dst[n].iov_base = (char *)src[i].iov_base + skip;
-        dst[n].iov_len = take;
-        n++;
-        len -= take;
-        skip = 0;
-    }
-    return n;
-}
 
 /* ---- open ------------------------------------------------------------- */
 
@@ -243,7 +160,7 @@ static int file_rw_loop(struct blk_file *f, bool write, uint64_t off, const stru
     struct iovec *v = cnt <= 16 ? small : malloc(cnt * sizeof *v);
     if (!v)
         return -ENOMEM;
-    unsigned n = blk_iov_slice(iov, cnt, 0, len, v, cnt);
+    unsigned n = iov_slice(iov, cnt, 0, len, v, cnt);
     struct iovec *cur = v;
     int ret = 0;
     while (len) {
@@ -261,7 +178,7 @@ static int file_rw_loop(struct blk_file *f, bool write, uint64_t off, const stru
                 ret = -EIO;     /* a write that makes no progress: full device */
                 break;
             }
-            blk_iov_memset(cur, n, 0, 0, len);  /* EOF: QEMU pads with zeros */
+            iov_memset(cur, n, 0, 0, len);  /* EOF: QEMU pads with zeros */
             break;
         }
         off += (uint64_t)r;
@@ -307,7 +224,7 @@ int blk_file_preadv(struct blk_file *f, uint64_t off, const struct iovec *iov,
     struct iovec biov = { buf, (size_t)(end - start) };
     int ret = file_rw_loop(f, false, start, &biov, 1, end - start);
     if (ret == 0)
-        blk_iov_from_buf(iov, cnt, 0, buf + (off - start), len);
+        iov_from_buf(iov, cnt, 0, buf + (off - start), len);
     free(buf);
     return ret;
 }
@@ -339,7 +256,7 @@ int blk_file_pwritev(struct blk_file *f, uint64_t off, const struct iovec *iov,
         }
     }
     if (ret == 0) {
-        blk_iov_to_buf(iov, cnt, 0, buf + (off - start), len);
+        iov_to_buf(iov, cnt, 0, buf + (off - start), len);
         struct iovec biov = { buf, (size_t)(end - start) };
         ret = file_rw_loop(f, true, start, &biov, 1, end - start);
         /* The widened tail must not grow a file whose size is not a

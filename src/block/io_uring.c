@@ -147,7 +147,7 @@ void blk_uring_reap(struct blk_uring *u, void (*complete)(void *, struct blk_req
             complete(opaque, r, 0);
         } else if (res == 0 && r->op == BLK_OP_READ) {
             /* EOF (the file shrank under us): pad with zeros like QEMU. */
-            blk_iov_memset(r->priv.iov, r->priv.iovcnt, r->priv.done_bytes, 0, want);
+            iov_memset(r->priv.iov, r->priv.iovcnt, r->priv.done_bytes, 0, want);
             complete(opaque, r, 0);
         } else {
             /* Short transfer: the worker pool finishes the rest with the

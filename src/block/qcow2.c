@@ -153,14 +153,14 @@ static int backing_read(struct qcow2 *s, uint64_t g, const struct iovec *iov, un
         struct iovec *sub = malloc((cnt + 1) * sizeof *sub);
         if (!sub)
             return -ENOMEM;
-        unsigned n = blk_iov_slice(iov, cnt, skip, have, sub, cnt + 1);
+        unsigned n = iov_slice(iov, cnt, skip, have, sub, cnt + 1);
         int r = bk->drv->preadv(bk->state, g, sub, n, have);
         free(sub);
         if (r < 0)
             return r;
     }
     if (have < len)
-        blk_iov_memset(iov, cnt, skip + have, 0, len - have);
+        iov_memset(iov, cnt, skip + have, 0, len - have);
     return 0;
 }
 
@@ -257,10 +257,10 @@ static int qcow2_preadv(void *opaque, uint64_t off, const struct iovec *iov, uns
             break;
         case QCOW2_TYPE_ZERO:
         case QCOW2_TYPE_ZERO_ALLOC:
-            blk_iov_memset(iov, cnt, pos, 0, n);
+            iov_memset(iov, cnt, pos, 0, n);
             break;
         case QCOW2_TYPE_NORMAL: {
-            unsigned k = blk_iov_slice(iov, cnt, pos, n, sub, cnt + 1);
+            unsigned k = iov_slice(iov, cnt, pos, n, sub, cnt + 1);
             r = blk_file_preadv(s->file, host + in_off, sub, k, n);
             inflight_put(s);
             break;
@@ -272,7 +272,7 @@ static int qcow2_preadv(void *opaque, uint64_t off, const struct iovec *iov, uns
                 r = read_compressed(s, host, clen, cbuf);
             inflight_put(s);
             if (!r)
-                blk_iov_from_buf(iov, cnt, pos, cbuf + in_off, n);
+                iov_from_buf(iov, cnt, pos, cbuf + in_off, n);
             break;
         }
         pos += n;
@@ -356,23 +356,23 @@ static int write_alloc(struct qcow2 *s, uint64_t g, const struct iovec *iov, uns
         if ((r = cluster_fill(s, ci, t, host, clen, head)) < 0)
             goto out;
         uint64_t h = cs - in_off < bytes ? cs - in_off : bytes;
-        blk_iov_to_buf(iov, cnt, skip, head + in_off, h);
+        iov_to_buf(iov, cnt, skip, head + in_off, h);
         v[k++] = (struct iovec){ head, (size_t)cs };
         used = h;
     }
     uint64_t mid = bytes - used - (tail_partial ? end_off : 0);
     if (mid)
-        k += blk_iov_slice(iov, cnt, skip + used, mid, v + k, cnt + 1);
+        k += iov_slice(iov, cnt, skip + used, mid, v + k, cnt + 1);
     used += mid;
     if (tail_partial) {
         if ((r = cluster_fill(s, ci + n - 1, tail_t, 0, 0, tail)) < 0)
             goto out;
-        blk_iov_to_buf(iov, cnt, skip + used, tail, end_off);
+        iov_to_buf(iov, cnt, skip + used, tail, end_off);
         v[k++] = (struct iovec){ tail, (size_t)cs };
     }
     /* Whole clusters from the run's start when an end was filled, else
      * exactly the guest bytes (which then start on a cluster boundary). */
-    uint64_t woff = newhost, wlen = blk_iov_size(v, k);
+    uint64_t woff = newhost, wlen = iov_size(v, k);
     s->need_sync = true;
     if ((r = blk_file_pwritev(s->file, woff, v, k, wlen)) < 0)
         goto out;
@@ -408,7 +408,7 @@ static int qcow2_pwritev(void *opaque, uint64_t off, const struct iovec *iov, un
             n = run_length(s, g, len - pos, t, host);
             inflight_get(s);
             pthread_mutex_unlock(&s->lock);
-            unsigned k = blk_iov_slice(iov, cnt, pos, n, sub, cnt + 1);
+            unsigned k = iov_slice(iov, cnt, pos, n, sub, cnt + 1);
             r = blk_file_pwritev(s->file, host + (g & (s->cluster_size - 1)), sub, k, n);
             inflight_put(s);
         } else {

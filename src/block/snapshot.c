@@ -130,7 +130,7 @@ int blk_snapshot_preadv(struct blk_snapshot *s, uint64_t off, const struct iovec
             end += SNAP_CLUSTER;
         if (end > off + len)
             end = off + len;
-        unsigned n = blk_iov_slice(iov, cnt, done, end - pos, sub, cnt);
+        unsigned n = iov_slice(iov, cnt, done, end - pos, sub, cnt);
         ret = in_overlay ? blk_file_preadv(&s->overlay, pos, sub, n, end - pos)
                          : s->drv->preadv(s->drv_state, pos, sub, n, end - pos);
         done += end - pos;
@@ -157,7 +157,7 @@ static int snap_alloc_write(struct blk_snapshot *s, uint64_t cluster, uint64_t p
         struct iovec *sub = malloc((cnt ? cnt : 1) * sizeof *sub);
         if (!sub)
             return -ENOMEM;
-        unsigned k = blk_iov_slice(iov, cnt, skip, n, sub, cnt);
+        unsigned k = iov_slice(iov, cnt, skip, n, sub, cnt);
         ret = blk_file_pwritev(&s->overlay, pos, sub, k, n);
         free(sub);
         return ret;
@@ -166,7 +166,7 @@ static int snap_alloc_write(struct blk_snapshot *s, uint64_t cluster, uint64_t p
         ret = s->drv->preadv(s->drv_state, cstart,
                              &(struct iovec){ buf, (size_t)clen }, 1, clen);
     if (ret == 0) {
-        blk_iov_to_buf(iov, cnt, skip, buf + (pos - cstart), n);
+        iov_to_buf(iov, cnt, skip, buf + (pos - cstart), n);
         ret = blk_file_pwrite(&s->overlay, cstart, buf, clen);
     }
     if (ret == 0)
@@ -191,7 +191,7 @@ int blk_snapshot_pwritev(struct blk_snapshot *s, uint64_t off, const struct iove
         if (end > off + len)
             end = off + len;
         if (snap_allocated(s, cluster)) {
-            unsigned n = blk_iov_slice(iov, cnt, done, end - pos, sub, cnt);
+            unsigned n = iov_slice(iov, cnt, done, end - pos, sub, cnt);
             ret = blk_file_pwritev(&s->overlay, pos, sub, n, end - pos);
         } else {
             ret = snap_alloc_write(s, cluster, pos, iov, cnt, done, end - pos);

@@ -60,8 +60,8 @@ size_t iov_from_buf(const struct iovec *iov, unsigned cnt, size_t offset, const 
     return iov_walk(iov, cnt, offset, len, copy_in, &c);
 }
 
-int iov_slice(const struct iovec *src, unsigned cnt, size_t offset, size_t len,
-              struct iovec *dst, unsigned dst_max)
+unsigned iov_slice(const struct iovec *src, unsigned cnt, size_t offset, size_t len,
+                   struct iovec *dst, unsigned dst_max)
 {
     unsigned n = 0;
     size_t left = len;
@@ -71,7 +71,7 @@ int iov_slice(const struct iovec *src, unsigned cnt, size_t offset, size_t len,
             continue;
         }
         if (n == dst_max)
-            return -1;
+            break;
         size_t take = src[i].iov_len - offset;
         if (take > left)
             take = left;
@@ -81,5 +81,18 @@ int iov_slice(const struct iovec *src, unsigned cnt, size_t offset, size_t len,
         left -= take;
         offset = 0;
     }
-    return left ? -1 : (int)n;
+    return n;
+}
+
+struct set_ctx { int c; };
+
+static void set_piece(void *ctx, uint8_t *p, size_t n)
+{
+    memset(p, ((struct set_ctx *)ctx)->c, n);
+}
+
+void iov_memset(const struct iovec *iov, unsigned cnt, size_t offset, int c, size_t len)
+{
+    struct set_ctx s = { c };
+    iov_walk(iov, cnt, offset, len, set_piece, &s);
 }

@@ -199,9 +199,9 @@ static bool vblk_handle(struct virtio_blk *b, struct vblk_req *q)
             vblk_finish(q, VIRTIO_BLK_S_IOERR);
             return true;
         }
-        n = is_read ? iov_slice(req_in(q), e->in_num, 0, len, q->data, BLK_SEG_MAX)
-                    : iov_slice(e->iov, e->out_num, sizeof hdr, len, q->data, BLK_SEG_MAX);
-        if (n < 0) {
+        n = (int)(is_read ? iov_slice(req_in(q), e->in_num, 0, len, q->data, BLK_SEG_MAX)
+                          : iov_slice(e->iov, e->out_num, sizeof hdr, len, q->data, BLK_SEG_MAX));
+        if (iov_size(q->data, (unsigned)n) != len) {
             vblk_finish(q, VIRTIO_BLK_S_IOERR);
             return true;
         }
