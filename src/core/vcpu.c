@@ -107,7 +107,7 @@ void vcpu_dump_regs(struct vcpu *v)
             v->index, r.rax, r.rbx, r.rcx, r.rdx, r.rsi, r.rdi);
 }
 
-static struct log_ratelimit vcpu_unhandled_rl_init = LOG_RATELIMIT_INIT;
+static const struct log_ratelimit vcpu_unhandled_rl_init = LOG_RATELIMIT_INIT;
 
 /* Returns false when the vCPU must stop running (the VM is going away). */
 static bool vcpu_handle_exit(struct vcpu *v, struct log_ratelimit *rl)
