@@ -851,6 +851,23 @@ static int check_duplicate_keys(struct parser *ps, const struct json *obj, size_
     return 0;
 }
 
+/* After a member of an object or array: 1 when a ',' follows (another
+ * member), 0 at the closing character, -1 (error set) otherwise. */
+static int parse_next_member(struct parser *ps, char close, const char *expected)
+{
+    skip_ws(ps);
+    if (ps->pos < ps->len && ps->p[ps->pos] == ',') {
+        ps->pos++;
+        return 1;
+    }
+    if (ps->pos < ps->len && ps->p[ps->pos] == close) {
+        ps->pos++;
+        return 0;
+    }
+    perr_unexpected(ps, ps->pos, expected);
+    return -1;
+}
+
 static struct json *parse_object(struct parser *ps, unsigned depth)
 {
     size_t start = ps->pos;
@@ -891,17 +908,11 @@ static struct json *parse_object(struct parser *ps, unsigned depth)
             perr(ps, ps->pos, "out of memory");
             goto fail;
         }
-        skip_ws(ps);
-        if (ps->pos < ps->len && ps->p[ps->pos] == ',') {
-            ps->pos++;
-            continue;
-        }
-        if (ps->pos < ps->len && ps->p[ps->pos] == '}') {
-            ps->pos++;
+        int more = parse_next_member(ps, '}', "',' or '}'");
+        if (more < 0)
+            goto fail;
+        if (!more)
             break;
-        }
-        perr_unexpected(ps, ps->pos, "',' or '}'");
-        goto fail;
     }
     if (check_duplicate_keys(ps, obj, start) < 0)
         goto fail;
@@ -932,17 +943,11 @@ static struct json *parse_array(struct parser *ps, unsigned depth)
             perr(ps, ps->pos, "out of memory");
             goto fail;
         }
-        skip_ws(ps);
-        if (ps->pos < ps->len && ps->p[ps->pos] == ',') {
-            ps->pos++;
-            continue;
-        }
-        if (ps->pos < ps->len && ps->p[ps->pos] == ']') {
-            ps->pos++;
+        int more = parse_next_member(ps, ']', "',' or ']'");
+        if (more < 0)
+            goto fail;
+        if (!more)
             return arr;
-        }
-        perr_unexpected(ps, ps->pos, "',' or ']'");
-        goto fail;
     }
 fail:
     json_free(arr);
