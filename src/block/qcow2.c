@@ -19,8 +19,6 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-#include <zlib.h>
-#include <zstd.h>
 
 /* Files of the backing chain so far (loop detection). */
 struct qcow2_chain {
@@ -170,48 +168,6 @@ static int backing_read_buf(struct qcow2 *s, uint64_t g, uint8_t *buf, uint64_t 
     return backing_read(s, g, &v, 1, 0, len);
 }
 
-/* Decompress one cluster (spec "Compression type": 0 = raw deflate
- * without zlib header, 1 = zstd frames). Bounded: input at most 2 clusters,
- * output exactly one. */
-static int decompress(struct qcow2 *s, const uint8_t *in, uint64_t inlen, uint8_t *out)
-{
-    uint64_t cs = s->cluster_size;
-    if (s->compression_type == 0) {
-        z_stream z;
-        memset(&z, 0, sizeof z);
-        if (inflateInit2(&z, -15) != Z_OK)
-            return -ENOMEM;
-        z.next_in = (Bytef *)in;
-        z.avail_in = (uInt)inlen;
-        z.next_out = out;
-        z.avail_out = (uInt)cs;
-        int zr = inflate(&z, Z_FINISH);
-        bool ok = (zr == Z_STREAM_END || zr == Z_BUF_ERROR) && z.avail_out == 0;
-        inflateEnd(&z);
-        return ok ? 0 : -EIO;
-    }
-    ZSTD_DCtx *d = ZSTD_createDCtx();
-    if (!d)
-        return -ENOMEM;
-    ZSTD_inBuffer zi = { in, (size_t)inlen, 0 };
-    ZSTD_outBuffer zo = { out, (size_t)cs, 0 };
-    int r = 0;
-    while (zo.pos < zo.size) {
-        size_t ip = zi.pos, op = zo.pos;
-        size_t zr = ZSTD_decompressStream(d, &zo, &zi);
-        if (ZSTD_isError(zr)) {
-            r = -EIO;
-            break;
-        }
-        if (zi.pos == ip && zo.pos == op) {     /* no progress: input exhausted */
-            r = zo.pos == zo.size ? 0 : -EIO;
-            break;
-        }
-    }
-    ZSTD_freeDCtx(d);
-    return r;
-}
-
 /* Read and decompress the compressed cluster at host (clen bytes) into out
  * (one cluster). Caller holds an inflight reference. */
 static int read_compressed(struct qcow2 *s, uint64_t host, uint64_t clen, uint8_t *out)
@@ -223,7 +179,7 @@ static int read_compressed(struct qcow2 *s, uint64_t host, uint64_t clen, uint8_
         return -ENOMEM;
     int r = blk_file_pread(s->file, host, in, clen);
     if (r == 0)
-        r = decompress(s, in, clen, out);
+        r = qcow2_decompress(s->compression_type, in, clen, out, s->cluster_size);
     if (r == -EIO)
         log_err("qcow2: compressed cluster at %#" PRIx64 " does not decompress", host);
     free(in);
@@ -521,32 +477,12 @@ static int qcow2_discard(void *opaque, uint64_t off, uint64_t len)
     return zero_or_discard(opaque, off, len, true);
 }
 
-/* Raw deflate (QEMU: window bits -12, default level); the output size, or
- * 0 if it does not fit in `max`. */
-static uint64_t compress_zlib(const uint8_t *in, uint64_t len, uint8_t *out, uint64_t max)
-{
-    z_stream z;
-    memset(&z, 0, sizeof z);
-    if (deflateInit2(&z, Z_DEFAULT_COMPRESSION, Z_DEFLATED, -12, 9, Z_DEFAULT_STRATEGY) != Z_OK)
-        return 0;
-    z.next_in = (Bytef *)in;
-    z.avail_in = (uInt)len;
-    z.next_out = out;
-    z.avail_out = (uInt)max;
-    int zr = deflate(&z, Z_FINISH);
-    uint64_t n = zr == Z_STREAM_END ? max - z.avail_out : 0;
-    deflateEnd(&z);
-    return n;
-}
-
 int qcow2_write_compressed(void *opaque, uint64_t off, const void *buf, uint64_t len)
 {
     struct qcow2 *s = opaque;
     uint64_t cs = s->cluster_size;
     if ((off & (cs - 1)) || off >= s->size || len > cs || (len < cs && off + len != s->size))
         return -EINVAL;
-    if (s->compression_type != 0)
-        return -ENOTSUP;
     uint8_t *in = malloc(cs), *out = malloc(cs);
     int r = -ENOMEM;
     if (!in || !out)
@@ -554,7 +490,7 @@ int qcow2_write_compressed(void *opaque, uint64_t off, const void *buf, uint64_t
     memcpy(in, buf, len);
     memset(in + len, 0, cs - len);
     /* Compressed only if it shrinks (QEMU: output buffer cluster_size - 1). */
-    uint64_t clen = compress_zlib(in, cs, out, cs - 1);
+    uint64_t clen = qcow2_compress(s->compression_type, in, cs, out, cs - 1);
     if (!clen) {
         struct iovec v = { (void *)buf, (size_t)len };
         r = qcow2_pwritev(s, off, &v, 1, len);

@@ -201,6 +201,15 @@ uint64_t qcow2_alloc_bytes(struct qcow2 *s, uint64_t len, int *ret);
 /* Before the first refcount change with lazy refcounts: dirty bit on disk. */
 int qcow2_mark_dirty(struct qcow2 *s);
 
+/* ---- qcow2_compress.c ------------------------------------------------------ */
+
+/* Decompress into exactly one cluster (cs bytes) from at most inlen bytes:
+ * 0, or -EIO if the data does not decompress to a full cluster. */
+int qcow2_decompress(int type, const uint8_t *in, uint64_t inlen, uint8_t *out, uint64_t cs);
+/* Compress len bytes with the image's compression type: the output size,
+ * or 0 if it does not fit in `max` (then stored uncompressed). */
+uint64_t qcow2_compress(int type, const uint8_t *in, uint64_t len, uint8_t *out, uint64_t max);
+
 /* ---- qcow2.c ------------------------------------------------------------ */
 
 /* Classify an L2 entry: type, host offset (cluster aligned for NORMAL/

@@ -10,6 +10,12 @@ cd "$(dirname "$0")/../.." || exit 1
 K=${KVMBOX_IMG:-build/kvmbox-img-san}
 case $K in /*) ;; *) K=$PWD/$K ;; esac
 ALL_TESTS="create info check check-repair convert convert-compressed convert-qemu-made resize map compare snapshot hostile measure commit rebase amend bench"
+# More verbs' tests live in their own files (each appends to ALL_TESTS and
+# defines t_NAME functions that use the helpers below).
+IMG_TEST_DIR=$PWD/tests/img
+for f in "$IMG_TEST_DIR"/t_*.sh; do
+    [ -e "$f" ] && ALL_TESTS="$ALL_TESTS $(sed -n 's/^# tests: //p' "$f")"
+done
 TESTS=${*:-$ALL_TESTS}
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
@@ -65,6 +71,7 @@ same_on_copies() {   # same_on_copies IMAGE args... (IMAGE placeholder @)
 }
 qcheck() { qemu-img check "$@" >/dev/null 2>&1 || { echo "qemu-img check $* failed: $(qemu-img check "$@" 2>&1 | head -3 | tr '\n' '|')"; return 1; }; }
 asan_clean() { ! grep -q "ERROR: AddressSanitizer\|runtime error" "$1" 2>/dev/null; }
+for f in "$IMG_TEST_DIR"/t_*.sh; do [ -e "$f" ] && . "$f"; done
 
 # Leaked clusters: a fresh 64 KiB-cluster image (header, reftable, refblock,
 # L1 = clusters 0-3) with clusters 4 and 5 counted but unused.
