@@ -520,7 +520,7 @@ struct block_backend *blk_open(const struct blk_options *o, struct loop *complet
         }
     }
 
-    if (drv->open(&b->drv_state, &b->file, o->read_only || o->snapshot, err, errlen) < 0)
+    if (drv->open(&b->drv_state, &b->file, o->read_only || o->snapshot, &o->fmt, err, errlen) < 0)
         goto fail;
     b->length = drv->length(b->drv_state);
 

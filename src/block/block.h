@@ -38,6 +38,12 @@ enum blk_cache_mode {
 
 enum blk_aio { BLK_AIO_THREADS, BLK_AIO_IO_URING };
 
+/* -drive options that belong to one image format (QEMU's names). */
+struct blk_format_options {
+    uint64_t l2_cache_size;         /* qcow2 l2-cache-size= bytes; 0: default */
+    uint64_t refcount_cache_size;   /* qcow2 refcount-cache-size= bytes; 0: default */
+};
+
 struct blk_options {
     const char *filename;
     const char *format;         /* "raw"; NULL: probe (a raw image is never guessed as another format) */
@@ -46,6 +52,7 @@ struct blk_options {
     bool read_only;
     bool snapshot;              /* writes go to a temporary overlay dropped at exit */
     bool discard;               /* discard=unmap: pass discards down (else they succeed as no-ops) */
+    struct blk_format_options fmt;
 };
 
 enum blk_op { BLK_OP_READ, BLK_OP_WRITE, BLK_OP_FLUSH, BLK_OP_DISCARD, BLK_OP_WRITE_ZEROES };

@@ -59,8 +59,10 @@ bool blk_file_aligned(const struct blk_file *f, uint64_t off, uint64_t len,
 struct block_driver {
     const char *format;
     /* The driver reads its image from `file` (owned by the caller, which
-     * closes it after close()). */
-    int (*open)(void **state, struct blk_file *file, bool read_only, char *err, unsigned errlen);
+     * closes it after close()). `fo`: format options (NULL: defaults); a
+     * driver refuses the ones it does not have, as QEMU does. */
+    int (*open)(void **state, struct blk_file *file, bool read_only,
+                const struct blk_format_options *fo, char *err, unsigned errlen);
     int (*preadv)(void *s, uint64_t off, const struct iovec *iov, unsigned cnt, uint64_t len);
     int (*pwritev)(void *s, uint64_t off, const struct iovec *iov, unsigned cnt, uint64_t len);
     int (*flush)(void *s);

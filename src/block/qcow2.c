@@ -4,10 +4,13 @@
  * backing chains. Metadata caching, refcounts and the crash-safe write-back
  * order live in qcow2_meta.c; see qcow2_int.h for the locking rules.
  *
- * Not yet: writing images that have internal snapshots (opened read-only
- * or with snapshot=on they work), external data files, extended L2
- * entries, encryption (refused with a message), writing compressed
- * clusters (they are read, and rewritten uncompressed on write). */
+ * Clusters and L2 tables shared with internal snapshots (no OFLAG_COPIED
+ * in the active tables) are copied on write.
+ *
+ * Not yet: external data files, extended L2 entries, encryption (refused
+ * with a message). Compressed clusters are written only by kvmbox-img
+ * convert -c (qcow2_write_compressed); a guest write stores the cluster
+ * uncompressed. */
 #include "block/qcow2_int.h"
 #include "core/log.h"
 
@@ -72,9 +75,47 @@ static int corrupt(const char *what, uint64_t off)
     return -EIO;
 }
 
-/* The L2 table for guest cluster ci: NULL table (with *ret 0) if the L1
- * entry is unallocated and `alloc` is false. */
-static struct qcow2_cache_entry *l2_table(struct qcow2 *s, uint64_t ci, bool alloc, int *ret)
+/* Copy-on-write of an L2 table that a snapshot shares (its L1 entry lacks
+ * OFLAG_COPIED): the active L1 entry moves to a private copy. The data
+ * clusters keep their refcounts (each counts the snapshots and the active
+ * image that reach it, not the tables); the old table loses the active
+ * image's reference once the new L1 entry is on disk (qcow2_free_later). */
+static struct qcow2_cache_entry *l2_cow(struct qcow2 *s, uint64_t l1i, uint64_t old, int *ret)
+{
+    uint8_t *copy = malloc(s->cluster_size);
+    if (!copy) {
+        *ret = -ENOMEM;
+        return NULL;
+    }
+    struct qcow2_cache_entry *e = qcow2_cache_get(s, &s->l2_cache, old, false, ret);
+    uint64_t l2 = 0;
+    if (e) {
+        memcpy(copy, e->data, s->cluster_size);
+        l2 = qcow2_alloc_clusters(s, 1, ret);
+    }
+    e = l2 ? qcow2_cache_get(s, &s->l2_cache, l2, true, ret) : NULL;
+    if (e) {
+        memcpy(e->data, copy, s->cluster_size);
+        e->dirty = true;
+        s->l1[l1i] = l2 | QCOW2_OFLAG_COPIED;
+        s->l1_dirty = true;
+        if ((*ret = qcow2_free_later(s, old, s->cluster_size)) < 0)
+            e = NULL;
+    }
+    free(copy);
+    return e;
+}
+
+/* What the caller of l2_table will do with the table. */
+enum l2_use {
+    L2_READ,        /* look only: NULL (with *ret 0) if the L1 entry is empty */
+    L2_MODIFY,      /* change entries: a shared table is copied first; NULL if empty */
+    L2_ALLOC,       /* as L2_MODIFY, and an empty L1 entry gets a new table */
+};
+
+/* The L2 table for guest cluster ci. */
+static struct qcow2_cache_entry *l2_table(struct qcow2 *s, uint64_t ci, enum l2_use use,
+                                          int *ret)
 {
     uint64_t l1i = ci >> s->l2_bits;
     *ret = 0;
@@ -88,9 +129,11 @@ static struct qcow2_cache_entry *l2_table(struct qcow2 *s, uint64_t ci, bool all
             *ret = corrupt("L2 table offset", l2);
             return NULL;
         }
+        if (use != L2_READ && !(s->l1[l1i] & QCOW2_OFLAG_COPIED))
+            return l2_cow(s, l1i, l2, ret);
         return qcow2_cache_get(s, &s->l2_cache, l2, false, ret);
     }
-    if (!alloc)
+    if (use != L2_ALLOC)
         return NULL;
     /* A new L2 table: its refcount (alloc) and contents (cache, dirty)
      * reach the disk before the L1 entry (write-back stages 1, 3, 4). */
@@ -108,28 +151,29 @@ static struct qcow2_cache_entry *l2_table(struct qcow2 *s, uint64_t ci, bool all
 static int l2_entry(struct qcow2 *s, uint64_t ci, uint64_t *entry)
 {
     int r;
-    struct qcow2_cache_entry *e = l2_table(s, ci, false, &r);
+    struct qcow2_cache_entry *e = l2_table(s, ci, L2_READ, &r);
     *entry = e ? qcow2_be64(e->data + (ci & ((1ull << s->l2_bits) - 1)) * 8) : 0;
     return r;
 }
 
-/* How many bytes from guest offset g (cluster ci, entry `first`) map the
- * same way: same type, and host-contiguous for allocated clusters. Stays
- * within one L2 table. */
+/* How many bytes from guest offset g map the same way as its entry:
+ * same type, and host-contiguous for allocated clusters; for a write in
+ * place (`copied`) also OFLAG_COPIED on each, so no shared cluster is
+ * overwritten. Stays within one L2 table. */
 static uint64_t run_length(struct qcow2 *s, uint64_t g, uint64_t max, enum qcow2_ctype t,
-                           uint64_t host)
+                           uint64_t host, bool copied)
 {
     uint64_t cs = s->cluster_size, ci = g >> s->cluster_bits;
     uint64_t len = cs - (g & (cs - 1));
     if (len >= max || t == QCOW2_TYPE_COMPRESSED)
         return len < max ? len : max;
     int r;
-    struct qcow2_cache_entry *e = l2_table(s, ci, false, &r);
+    struct qcow2_cache_entry *e = l2_table(s, ci, L2_READ, &r);
     uint64_t mask = (1ull << s->l2_bits) - 1;
     for (uint64_t c = ci + 1; len < max && (c & mask) != 0; c++) {
         uint64_t entry = e ? qcow2_be64(e->data + (c & mask) * 8) : 0, h2, cl;
         enum qcow2_ctype t2 = qcow2_entry_type(s, entry, &h2, &cl);
-        if (t2 != t)
+        if (t2 != t || (copied && !(entry & QCOW2_OFLAG_COPIED)))
             break;
         if ((t == QCOW2_TYPE_NORMAL || t == QCOW2_TYPE_ZERO_ALLOC) &&
             h2 != host + ((c - ci) << s->cluster_bits))
@@ -200,7 +244,7 @@ static int qcow2_preadv(void *opaque, uint64_t off, const struct iovec *iov, uns
         pthread_mutex_lock(&s->lock);
         r = l2_entry(s, g >> s->cluster_bits, &entry);
         enum qcow2_ctype t = qcow2_entry_type(s, entry, &host, &clen);
-        uint64_t n = r ? 0 : run_length(s, g, len - pos, t, host);
+        uint64_t n = r ? 0 : run_length(s, g, len - pos, t, host, false);
         if (!r && (t == QCOW2_TYPE_NORMAL || t == QCOW2_TYPE_COMPRESSED))
             inflight_get(s);
         pthread_mutex_unlock(&s->lock);
@@ -251,6 +295,8 @@ static int cluster_fill(struct qcow2 *s, uint64_t ci, enum qcow2_ctype t, uint64
         return backing_read_buf(s, ci << s->cluster_bits, buf, s->cluster_size);
     case QCOW2_TYPE_COMPRESSED:
         return read_compressed(s, host, clen, buf);
+    case QCOW2_TYPE_NORMAL:     /* shared with a snapshot: copied on write */
+        return blk_file_pread(s->file, host, buf, s->cluster_size);
     default:
         memset(buf, 0, s->cluster_size);
         return 0;
@@ -260,19 +306,23 @@ static int cluster_fill(struct qcow2 *s, uint64_t ci, enum qcow2_ctype t, uint64
 /* Write [g, g+max) (as far as one allocation goes) through a newly
  * allocated or reused cluster run, s->lock held. *done: bytes written.
  * Order: data (with its copy-on-write fill) first, then the L2 entries in
- * the cache; write-back makes both durable in that order. */
+ * the cache; write-back makes both durable in that order. A cluster shared
+ * with a snapshot (no OFLAG_COPIED) is copied to a new one, and its old
+ * host cluster loses the active image's reference after write-back. */
 static int write_alloc(struct qcow2 *s, uint64_t g, const struct iovec *iov, unsigned cnt,
                        uint64_t skip, uint64_t max, uint64_t *done)
 {
     uint64_t cs = s->cluster_size, ci = g >> s->cluster_bits, in_off = g & (cs - 1);
     uint64_t mask = (1ull << s->l2_bits) - 1;
     int r;
-    struct qcow2_cache_entry *e = l2_table(s, ci, true, &r);
+    struct qcow2_cache_entry *e = l2_table(s, ci, L2_ALLOC, &r);
     if (!e)
         return r ? r : -EIO;
     uint64_t entry = qcow2_be64(e->data + (ci & mask) * 8), host, clen;
     enum qcow2_ctype t = qcow2_entry_type(s, entry, &host, &clen);
-    if (t == QCOW2_TYPE_NORMAL) {       /* raced with another allocation */
+    bool shared = (t == QCOW2_TYPE_NORMAL || t == QCOW2_TYPE_ZERO_ALLOC) &&
+                  !(entry & QCOW2_OFLAG_COPIED);
+    if (t == QCOW2_TYPE_NORMAL && !shared) {    /* raced with another allocation */
         *done = 0;
         return 0;
     }
@@ -291,7 +341,7 @@ static int write_alloc(struct qcow2 *s, uint64_t g, const struct iovec *iov, uns
         }
     }
     uint64_t newhost = host;
-    if (t != QCOW2_TYPE_ZERO_ALLOC) {
+    if (t != QCOW2_TYPE_ZERO_ALLOC || shared) {
         newhost = qcow2_alloc_clusters(s, n, &r);
         if (!newhost)
             return r;
@@ -338,6 +388,8 @@ static int write_alloc(struct qcow2 *s, uint64_t g, const struct iovec *iov, uns
     e->dirty = true;
     if (t == QCOW2_TYPE_COMPRESSED)
         r = qcow2_free_later(s, host, clen);
+    else if (shared)
+        r = qcow2_free_later(s, host, cs);
     *done = bytes;
 out:
     free(v);
@@ -359,9 +411,10 @@ static int qcow2_pwritev(void *opaque, uint64_t off, const struct iovec *iov, un
         pthread_mutex_lock(&s->lock);
         r = l2_entry(s, g >> s->cluster_bits, &entry);
         enum qcow2_ctype t = qcow2_entry_type(s, entry, &host, &clen);
-        if (r == 0 && t == QCOW2_TYPE_NORMAL) {
-            /* Allocated: the data goes in place, outside the lock. */
-            n = run_length(s, g, len - pos, t, host);
+        if (r == 0 && t == QCOW2_TYPE_NORMAL && (entry & QCOW2_OFLAG_COPIED)) {
+            /* Allocated and not shared with a snapshot: the data goes in
+             * place, outside the lock. */
+            n = run_length(s, g, len - pos, t, host, true);
             inflight_get(s);
             pthread_mutex_unlock(&s->lock);
             unsigned k = iov_slice(iov, cnt, pos, n, sub, cnt + 1);
@@ -393,19 +446,24 @@ static int zero_clusters(struct qcow2 *s, uint64_t ci, uint64_t n, bool discard)
         /* Without an L2 table the cluster already reads as zeros (no
          * backing) or as the backing file (fine for discard). */
         bool need_table = newent != 0;
-        struct qcow2_cache_entry *e = l2_table(s, c, need_table, &r);
-        if (!e) {
-            if (r == 0 && need_table)
-                r = -EIO;
+        struct qcow2_cache_entry *e = l2_table(s, c, L2_READ, &r);
+        if (!e && !need_table) {
             if (r == 0)
                 c |= mask;      /* skip the rest of this (absent) table */
+            continue;
+        }
+        if (r == 0 && e && qcow2_be64(e->data + (c & mask) * 8) == newent)
+            continue;
+        /* A change: the table is made private (or created) first. */
+        if (r == 0)
+            e = l2_table(s, c, L2_ALLOC, &r);
+        if (!e) {
+            r = r ? r : -EIO;
             continue;
         }
         uint8_t *p = e->data + (c & mask) * 8;
         uint64_t host, clen;
         enum qcow2_ctype t = qcow2_entry_type(s, qcow2_be64(p), &host, &clen);
-        if (qcow2_be64(p) == newent)
-            continue;
         qcow2_put_be64(p, newent);
         e->dirty = true;
         /* The entry change is written back before the decrement. */
@@ -498,7 +556,7 @@ int qcow2_write_compressed(void *opaque, uint64_t off, const void *buf, uint64_t
     }
     uint64_t ci = off >> s->cluster_bits, mask = (1ull << s->l2_bits) - 1;
     pthread_mutex_lock(&s->lock);
-    struct qcow2_cache_entry *e = l2_table(s, ci, true, &r);
+    struct qcow2_cache_entry *e = l2_table(s, ci, L2_ALLOC, &r);
     if (!e) {
         pthread_mutex_unlock(&s->lock);
         r = r ? r : -EIO;
@@ -509,7 +567,7 @@ int qcow2_write_compressed(void *opaque, uint64_t off, const void *buf, uint64_t
     uint64_t host = qcow2_alloc_bytes(s, clen, &r);
     if (host) {
         /* The L2 cache entry may have been evicted by the allocation. */
-        e = l2_table(s, ci, true, &r);
+        e = l2_table(s, ci, L2_ALLOC, &r);
     }
     if (!host || !e) {
         pthread_mutex_unlock(&s->lock);
@@ -709,7 +767,7 @@ static int open_backing(struct qcow2 *s, const char *image, const char *name, co
         }
         bk->drv = &blk_driver_qcow2;
     } else if (strcmp(fmt, "raw") == 0) {
-        r = blk_driver_raw.open(&bk->state, &bk->file, true, err, errlen);
+        r = blk_driver_raw.open(&bk->state, &bk->file, true, NULL, err, errlen);
         if (r < 0)
             return r;
         bk->drv = &blk_driver_raw;
@@ -929,6 +987,10 @@ static int qcow2_open_chain(void **state, struct blk_file *file, bool read_only,
     if (l2n > 65536)
         l2n = 65536;
     uint64_t rbn = l2n / 4 < 4 ? 4 : (l2n / 4 > 64 ? 64 : l2n / 4);
+    if (o && o->refcount_cache_size)
+        rbn = o->refcount_cache_size / cs < 4 ? 4 : o->refcount_cache_size / cs;
+    if (rbn > 65536)
+        rbn = 65536;
     if (qcow2_cache_init(&s->l2_cache, (unsigned)l2n, cs) < 0 ||
         qcow2_cache_init(&s->rb_cache, (unsigned)rbn, cs) < 0)
         FAIL(-ENOMEM, "'%s': out of memory for the qcow2 caches", name);
@@ -937,9 +999,6 @@ static int qcow2_open_chain(void **state, struct blk_file *file, bool read_only,
         if (s->incompat & QCOW2_INCOMPAT_CORRUPT)
             FAIL(-EINVAL, "'%s' is marked corrupt; open it read-only or repair it with "
                  "'qemu-img check -r all'", name);
-        if (s->nb_snapshots && !(o && o->allow_snapshots))
-            FAIL(-ENOTSUP, "'%s' has internal snapshots, which kvmbox does not write yet; "
-                 "use readonly=on or snapshot=on", name);
         if (s->incompat & QCOW2_INCOMPAT_DIRTY) {
             /* Spec: the refcounts of a dirty image may be wrong (lazy
              * refcounts and a crash): rebuild them before allocating. */
@@ -991,10 +1050,14 @@ int qcow2_open_ex(void **state, struct blk_file *file, bool read_only,
     return qcow2_open_chain(state, file, read_only, o, NULL, err, errlen);
 }
 
-static int qcow2_open(void **state, struct blk_file *file, bool read_only, char *err,
-                      unsigned errlen)
+static int qcow2_open(void **state, struct blk_file *file, bool read_only,
+                      const struct blk_format_options *fo, char *err, unsigned errlen)
 {
-    return qcow2_open_chain(state, file, read_only, NULL, NULL, err, errlen);
+    struct qcow2_open_options o = {
+        .l2_cache_size = fo ? fo->l2_cache_size : 0,
+        .refcount_cache_size = fo ? fo->refcount_cache_size : 0,
+    };
+    return qcow2_open_chain(state, file, read_only, &o, NULL, err, errlen);
 }
 
 const struct block_driver blk_driver_qcow2 = {

@@ -20,6 +20,9 @@ struct qcow2_open_options {
     /* Bytes of L2 tables cached (QEMU's l2-cache-size); 0: enough for the
      * whole disk, at most 32 MiB (QEMU's default since 3.1). */
     uint64_t l2_cache_size;
+    /* Bytes of refcount blocks cached (QEMU's refcount-cache-size); 0: a
+     * quarter of the L2 cache's tables, 4 to 64. */
+    uint64_t refcount_cache_size;
     /* Path of the image, to resolve a relative backing file name against;
      * NULL: taken from /proc/self/fd. */
     const char *filename;

@@ -4,12 +4,20 @@
 #include "block/block_int.h"
 #include "block/qcow2.h"
 
+#include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-static int raw_open(void **state, struct blk_file *file, bool read_only, char *err,
-                    unsigned errlen)
+static int raw_open(void **state, struct blk_file *file, bool read_only,
+                    const struct blk_format_options *fo, char *err, unsigned errlen)
 {
+    const char *opt = !fo ? NULL : fo->l2_cache_size ? "l2-cache-size"
+                      : fo->refcount_cache_size ? "refcount-cache-size" : NULL;
+    if (opt) {
+        snprintf(err, errlen, "Block format 'raw' does not support the option '%s'", opt);
+        return -EINVAL;
+    }
     *state = file;      /* all state is the host file's */
     return 0;
 }

@@ -1,6 +1,7 @@
 /* -drive file=...,if=virtio|none,index=N,media=disk,format=raw,cache=...,
  * aio=threads|io_uring|native,snapshot=on,readonly=on,id=ID,serial=S,
- * discard=unmap|ignore — QEMU's spelling and defaults. IDE, SCSI, floppy
+ * discard=unmap|ignore, and qcow2's l2-cache-size= and refcount-cache-size=
+ * — QEMU's spelling and defaults. IDE, SCSI, floppy
  * and CD-ROM interfaces (QEMU's default if= on pc is ide) come with the IDE
  * controller: until then they are refused by name. */
 #include "config/config.h"
@@ -11,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define DRIVE_FORM "file=PATH,if=virtio|none[,id=ID][,format=raw|qcow2][,cache=writeback|none|writethrough|directsync|unsafe][,aio=threads|io_uring][,snapshot=on][,readonly=on][,serial=S][,index=N]"
+#define DRIVE_FORM "file=PATH,if=virtio|none[,id=ID][,format=raw|qcow2][,cache=writeback|none|writethrough|directsync|unsafe][,aio=threads|io_uring][,snapshot=on][,readonly=on][,serial=S][,index=N][,l2-cache-size=SIZE][,refcount-cache-size=SIZE]"
 
 static int drive_fail(char *err, unsigned errlen, const char *fmt, const char *arg)
 {
@@ -19,6 +20,19 @@ static int drive_fail(char *err, unsigned errlen, const char *fmt, const char *a
     snprintf(msg, sizeof msg, fmt, arg);
     snprintf(err, errlen, "-drive: %s", msg);
     return -EINVAL;
+}
+
+/* A qcow2 cache size (QEMU: bytes, or with a k/M/G suffix). */
+static int drive_cache_size(struct keyval *kv, const char *key, uint64_t *out, char *err,
+                            unsigned errlen)
+{
+    const char *v = keyval_get(kv, key);
+    if (v && (config_parse_size(v, 1, out) < 0 || *out == 0 || *out > (1ull << 40))) {
+        snprintf(err, errlen, "-drive: %s=%s: expected a size in bytes (k/M/G suffixes), "
+                 "at most 1T", key, v);
+        return -EINVAL;
+    }
+    return 0;
 }
 
 static int drive_bool(struct keyval *kv, const char *key, bool *out, char *err, unsigned errlen)
@@ -104,7 +118,9 @@ int config_parse_drive(struct vm_config *cfg, const char *arg, char *err, unsign
         }
     }
     if (drive_bool(&kv, "snapshot", &d.snapshot, err, errlen) < 0 ||
-        drive_bool(&kv, "readonly", &d.read_only, err, errlen) < 0)
+        drive_bool(&kv, "readonly", &d.read_only, err, errlen) < 0 ||
+        drive_cache_size(&kv, "l2-cache-size", &d.l2_cache_size, err, errlen) < 0 ||
+        drive_cache_size(&kv, "refcount-cache-size", &d.refcount_cache_size, err, errlen) < 0)
         goto out;
     if ((v = keyval_get(&kv, "discard"))) {
         if (!strcmp(v, "unmap") || !strcmp(v, "on"))

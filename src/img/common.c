@@ -94,7 +94,7 @@ int img_open(struct img *im, const char *name, const char *fmt, unsigned flags)
         if (r == 0)
             im->q = im->st;
     } else {
-        r = im->drv->open(&im->st, &im->file, !(flags & IMG_RW), err, sizeof err);
+        r = im->drv->open(&im->st, &im->file, !(flags & IMG_RW), NULL, err, sizeof err);
     }
     if (r < 0) {
         if (!quiet)

@@ -17,7 +17,7 @@ set -u
 cd "$(dirname "$0")/../.." || exit 1
 TMO=${KVM_TEST_TIMEOUT:-30}
 ALL_TESTS="virtio-blk virtio-blk-intx virtio-blk-readonly virtio-blk-snapshot"
-ALL_TESTS+=" virtio-blk-hostile virtio-rng virtio-blk-qcow2-backing"
+ALL_TESTS+=" virtio-blk-hostile virtio-rng virtio-blk-qcow2-backing virtio-blk-qcow2-snapshot"
 
 # shellcheck source=tests/kvm/lib.sh
 . tests/kvm/lib.sh
@@ -161,6 +161,37 @@ t_virtio_blk_qcow2_backing() {
     if [ -z "$r" ]; then pass $t; else fail $t "$r"; fi
 }
 
+# qcow2 with an internal snapshot (taken by qemu-img), small clusters and
+# a small l2-cache-size=: the guest's writes copy the shared clusters and
+# L2 tables, so the active image has them and the snapshot still holds the
+# original bytes; qemu-img check is clean.
+t_virtio_blk_qcow2_snapshot() {
+    local t=virtio-blk-qcow2-snapshot r
+    if ! have qemu-img; then
+        skip $t "qemu-img not installed (Debian qemu-utils)"
+        return
+    fi
+    new_image $t
+    qemu-img convert -q -f raw -O qcow2 -o cluster_size=4096 "$SCRATCH/$t.img" "$SCRATCH/$t.qcow2"
+    qemu-img snapshot -c before "$SCRATCH/$t.qcow2"
+    vm $t "test=virtio-blk" \
+        -drive "file=$SCRATCH/$t.qcow2,if=none,id=d0,format=qcow2,l2-cache-size=16k,refcount-cache-size=16k" \
+        -device virtio-blk-pci,drive=d0
+    r=$(why $t "virtio-blk: ok")
+    [ -n "$r" ] || qemu-img check -q "$SCRATCH/$t.qcow2" >/dev/null 2>&1 ||
+        r="qemu-img check: $(qemu-img check "$SCRATCH/$t.qcow2" 2>&1 | tail -n1)"
+    if [ -z "$r" ]; then
+        qemu-img convert -f qcow2 -O raw "$SCRATCH/$t.qcow2" "$SCRATCH/$t.flat"
+        r=$(check_pattern "$SCRATCH/$t.flat" "$SCRATCH/$t.orig")
+    fi
+    if [ -z "$r" ]; then
+        qemu-img convert -f qcow2 -O raw -l snapshot.name=before "$SCRATCH/$t.qcow2" \
+            "$SCRATCH/$t.snap"
+        cmp -s "$SCRATCH/$t.snap" "$SCRATCH/$t.orig" || r="the snapshot's contents changed"
+    fi
+    if [ -z "$r" ]; then pass $t; else fail $t "$r"; fi
+}
+
 # A broken driver never kills the VMM: each hostile request puts the device
 # in NEEDS_RESET (the guest checks), kvmbox logs it and keeps running, and
 # after a reset the device serves a good request.
@@ -198,6 +229,7 @@ for t in $TESTS; do
     virtio-blk-hostile) t_virtio_blk_hostile ;;
     virtio-rng) t_virtio_rng ;;
     virtio-blk-qcow2-backing) t_virtio_blk_qcow2_backing ;;
+    virtio-blk-qcow2-snapshot) t_virtio_blk_qcow2_snapshot ;;
     *) fail "$t" "no such test (have: $ALL_TESTS)" ;;
     esac
 done

@@ -865,6 +865,13 @@ TEST(open_errors)
     CHECK_STR(err, "Could not open '/dev/null': not a regular file or block device");
     o.filename = "";
     CHECK(!blk_open(&o, c.loop, err, sizeof err));
+    /* qcow2's options on a raw image: QEMU's refusal. */
+    path_in(path, sizeof path, tdir, "opt.img");
+    CHECK(make_image(path, 65536, 3, NULL) == 0);
+    o = (struct blk_options){ .filename = path, .format = "raw",
+                              .fmt = { .l2_cache_size = 1 << 20 } };
+    CHECK(!blk_open(&o, c.loop, err, sizeof err));
+    CHECK_STR(err, "Block format 'raw' does not support the option 'l2-cache-size'");
     loop_free(c.loop);
 }
 

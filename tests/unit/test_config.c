@@ -395,6 +395,28 @@ TEST(full_command_lines)
     config_free(&cfg);
 }
 
+/* -drive: qcow2's cache sizes (QEMU's spellings), and their bad forms. */
+TEST(drive_cache_sizes)
+{
+    struct vm_config cfg;
+    CHECK_EQ(parse(&cfg, ARGS("-kernel", "/k", "-drive",
+                              "file=/d.qcow2,if=virtio,format=qcow2,l2-cache-size=4M,"
+                              "refcount-cache-size=262144")), CONFIG_RUN);
+    CHECK_EQ(cfg.nr_drives, 1);
+    CHECK_EQ(cfg.drives[0].l2_cache_size, 4ULL << 20);
+    CHECK_EQ(cfg.drives[0].refcount_cache_size, 262144);
+    config_free(&cfg);
+    CHECK_EQ(parse(&cfg, ARGS("-kernel", "/k", "-drive", "file=/d.qcow2,if=virtio")), CONFIG_RUN);
+    CHECK_EQ(cfg.drives[0].l2_cache_size, 0);
+    config_free(&cfg);
+    const char *bad[] = { "file=/d,if=virtio,l2-cache-size=lots", "file=/d,if=virtio,l2-cache-size=0",
+                          "file=/d,if=virtio,refcount-cache-size=2T" };
+    for (unsigned i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        CHECK_EQ(parse(&cfg, ARGS("-kernel", "/k", "-drive", bad[i])), CONFIG_ERROR);
+        config_free(&cfg);
+    }
+}
+
 TEST(bad_command_lines)
 {
     struct vm_config cfg;
@@ -484,6 +506,7 @@ int main(void)
     RUN(uuid_forms);
     RUN(monitor_and_serial_lines);
     RUN(full_command_lines);
+    RUN(drive_cache_sizes);
     RUN(bad_command_lines);
     RUN(help_and_version);
     return test_summary();
