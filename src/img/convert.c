@@ -1,8 +1,10 @@
 /* kvmbox-img convert: copy one or more images (concatenated) into a new
  * raw or qcow2 image (qemu-img convert's options), skipping unallocated
  * and zero ranges so the target stays sparse; -c writes zlib-compressed
- * qcow2 clusters. */
+ * qcow2 clusters; -l copies an internal snapshot of a qcow2 source. */
 #include "img/bstat.h"
+#include "img/opterr.h"
+#include "img/snapsel.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -299,6 +301,7 @@ int img_convert(int argc, char **argv)
 {
     const char *fmt = NULL, *ofmt = "raw", *out_backing = NULL, *out_backing_fmt = NULL;
     struct img_opts o = { 0 };
+    struct snapsel snap = { 0 };
     struct conv cv = { .sparse = ZGRAN };
     atomic_init(&cv.done, 0);
     atomic_init(&cv.next_chunk, 0);
@@ -348,24 +351,22 @@ int img_convert(int argc, char **argv)
                 goto out;
             }
             break;
-        case 'l': img_err("internal snapshots as convert source (-l) are not supported"); goto out;
+        case 'l':
+            if (!snapsel_parse(&snap, optarg))
+                goto out;
+            break;
         case 'h':
             printf("usage: kvmbox-img convert [-c] [-p] [-q] [-n] [-f fmt] [-O output_fmt] "
-                   "[-o options] [-W] filename [filename2 [...]] output_filename\n");
+                   "[-o options] [-l snapshot_param] [-W] filename [filename2 [...]] output_filename\n");
             ret = 0;
             goto out;
-        case ':': img_err("option '%s' requires an argument", argv[optind - 1]); goto out;
-        default: img_err("unrecognized option '%s'", argv[optind - 1]); goto out;
+        default: img_bad_option(c, argv[optind - 1]); goto out;
         }
     }
     if (quiet)
         cv.progress = false;
     if (argc - optind < 2) {
         img_err("Must specify image file name");
-        goto out;
-    }
-    if (cv.compress && strcmp(ofmt, "qcow2")) {
-        img_err("Compression not supported for this file format");
         goto out;
     }
     const char *outname = argv[argc - 1];
@@ -380,6 +381,17 @@ int img_convert(int argc, char **argv)
         if (img_open(&cv.src[opened], argv[optind + opened], fmt, 0) < 0)
             goto close_src;
         cv.total += cv.src[opened].size;
+    }
+    /* Same order of checks as qemu-img: sources, snapshot, target format. */
+    if (snapsel_given(&snap) && cv.nsrc > 1) {
+        img_err("No support for concatenating multiple snapshot");
+        goto close_src;
+    }
+    if (snapsel_given(&snap) && snapsel_load(&cv.src[0], &snap) < 0)
+        goto close_src;
+    if (cv.compress && strcmp(ofmt, "qcow2")) {
+        img_err("Compression not supported for this file format");
+        goto close_src;
     }
     if (!cv.no_create) {
         if (img_create_image(outname, ofmt, cv.total, true, &o, out_backing, out_backing_fmt,
@@ -429,6 +441,7 @@ close_src:
         img_close(&cv.src[i]);
 out:
     free(cv.src);
+    snapsel_free(&snap);
     pthread_mutex_destroy(&cv.progress_lock);
     img_opts_free(&o);
     return ret;

@@ -261,3 +261,88 @@ out:
     free(nh);
     return r;
 }
+
+int qsnap_find(const struct qsnap *s, uint32_t n, const char *id, const char *name)
+{
+    for (uint32_t i = 0; i < n; i++)
+        if ((!id || !strcmp(s[i].id, id)) && (!name || !strcmp(s[i].name, name)))
+            return (int)i;
+    return -1;
+}
+
+int qsnap_find_id_or_name(const struct qsnap *s, uint32_t n, const char *key)
+{
+    int i = qsnap_find(s, n, key, NULL);
+    return i >= 0 ? i : qsnap_find(s, n, NULL, key);
+}
+
+int qsnap_read_l1(struct qcow2 *q, const struct qsnap *e, uint64_t entries, uint64_t **out)
+{
+    uint64_t n = entries > e->l1_size ? entries : e->l1_size;
+    uint64_t bytes = (uint64_t)e->l1_size * 8;
+    uint64_t *l1 = calloc(n + 1, sizeof *l1);
+    uint8_t *raw = malloc(bytes + 8);
+    int r = -ENOMEM;
+    if (l1 && raw)
+        r = blk_file_pread(q->file, e->l1_offset, raw, bytes);
+    for (uint32_t i = 0; r == 0 && i < e->l1_size; i++)
+        l1[i] = qcow2_be64(raw + (uint64_t)i * 8);
+    free(raw);
+    if (r < 0) {
+        free(l1);
+        l1 = NULL;
+    }
+    *out = l1;
+    return r;
+}
+
+uint64_t qmeta_l1_entries(const struct qcow2 *q, uint64_t size)
+{
+    uint64_t clusters = (size + q->cluster_size - 1) >> q->cluster_bits;
+    uint64_t per_l2 = 1ull << q->l2_bits;
+    return (clusters + per_l2 - 1) / per_l2;
+}
+
+int qmeta_grow_l1(struct qcow2 *s, uint64_t need)
+{
+    uint64_t cs = s->cluster_size;
+    uint64_t nclusters = (need * 8 + cs - 1) / cs;
+    if (need <= s->l1_size)
+        return 0;
+    if (need * 8 > QCOW2_MAX_L1_BYTES || nclusters > qcow2_max_alloc(s))
+        return -EFBIG;
+    uint64_t *nl1 = calloc(need, sizeof *nl1);
+    uint8_t *buf = calloc(nclusters, cs);
+    if (!nl1 || !buf) {
+        free(nl1);
+        free(buf);
+        return -ENOMEM;
+    }
+    memcpy(nl1, s->l1, (size_t)s->l1_size * 8);
+    for (uint64_t i = 0; i < need; i++)
+        qcow2_put_be64(buf + i * 8, nl1[i]);
+    int r = 0;
+    uint64_t off = qcow2_alloc_clusters(s, nclusters, &r);
+    /* New table and its refcounts durable, then the header switch. */
+    if (off)
+        r = blk_file_pwrite(s->file, off, buf, nclusters * cs);
+    free(buf);
+    if (off && r == 0)
+        r = qcow2_meta_writeback(s, true, false);
+    if (r < 0) {
+        free(nl1);
+        return r;
+    }
+    uint64_t old_off = s->l1_offset, old_bytes = (uint64_t)s->l1_size * 8;
+    free(s->l1);
+    s->l1 = nl1;
+    s->l1_offset = off;
+    s->l1_size = (uint32_t)need;
+    qcow2_put_be32(s->hdr + 36, s->l1_size);
+    qcow2_put_be64(s->hdr + 40, s->l1_offset);
+    if ((r = qcow2_write_header(s)) < 0 || (r = blk_file_flush(s->file)) < 0)
+        return r;
+    if (old_bytes)
+        r = qcow2_free_later(s, old_off, old_bytes);
+    return r;
+}

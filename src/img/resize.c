@@ -1,8 +1,9 @@
 /* kvmbox-img resize: raw (truncate/fallocate) and qcow2 (header size, a
- * bigger L1 table placed and made durable before the header points to it;
+ * bigger L1 table made durable before the header points to it, shared with
+ * snapshot -a: qmeta_grow_l1;
  * shrinking discards the clusters past the new end and drops their L2
  * tables). qemu-img's syntax: [+|-]size, --shrink, --preallocation. */
-#include "img/img.h"
+#include "img/qmeta.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -14,56 +15,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static int qcow2_grow_l1(struct qcow2 *s, uint64_t need)
-{
-    uint64_t cs = s->cluster_size;
-    uint64_t nclusters = (need * 8 + cs - 1) / cs;
-    if (need * 8 > QCOW2_MAX_L1_BYTES)
-        return -EFBIG;
-    if (nclusters > qcow2_max_alloc(s))
-        return -EFBIG;
-    int r;
-    uint64_t off = qcow2_alloc_clusters(s, nclusters, &r);
-    if (!off)
-        return r;
-    uint64_t *nl1 = calloc(need, sizeof *nl1);
-    uint8_t *buf = calloc(nclusters, cs);
-    if (!nl1 || !buf) {
-        free(nl1);
-        free(buf);
-        return -ENOMEM;
-    }
-    memcpy(nl1, s->l1, (size_t)s->l1_size * 8);
-    for (uint64_t i = 0; i < need; i++)
-        qcow2_put_be64(buf + i * 8, nl1[i]);
-    /* New table and its refcounts durable, then the header switch. */
-    r = blk_file_pwrite(s->file, off, buf, nclusters * cs);
-    free(buf);
-    if (r == 0)
-        r = qcow2_meta_writeback(s, true, false);
-    if (r < 0) {
-        free(nl1);
-        return r;
-    }
-    uint64_t old_off = s->l1_offset, old_bytes = (uint64_t)s->l1_size * 8;
-    free(s->l1);
-    s->l1 = nl1;
-    s->l1_offset = off;
-    s->l1_size = (uint32_t)need;
-    qcow2_put_be32(s->hdr + 36, s->l1_size);
-    qcow2_put_be64(s->hdr + 40, s->l1_offset);
-    if ((r = qcow2_write_header(s)) < 0 || (r = blk_file_flush(s->file)) < 0)
-        return r;
-    if (old_bytes)
-        r = qcow2_free_later(s, old_off, old_bytes);
-    return r;
-}
-
 int img_qcow2_resize(struct img *im, uint64_t size)
 {
     struct qcow2 *s = im->q;
-    uint64_t cs = s->cluster_size, l2e = cs / 8;
-    uint64_t need = ((size + cs - 1) / cs + l2e - 1) / l2e;
+    uint64_t cs = s->cluster_size;
+    uint64_t need = qmeta_l1_entries(s, size);
     int r = 0;
     if (size < s->size) {
         uint64_t a = (size + cs - 1) & ~(cs - 1);
@@ -72,8 +28,8 @@ int img_qcow2_resize(struct img *im, uint64_t size)
     }
     pthread_mutex_lock(&s->lock);
     r = qcow2_meta_writeback(s, true, true);
-    if (r == 0 && need > s->l1_size)
-        r = qcow2_grow_l1(s, need);
+    if (r == 0)
+        r = qmeta_grow_l1(s, need);
     if (r == 0 && size < s->size) {
         /* L2 tables wholly past the new end: unreferenced first, then freed. */
         for (uint64_t i = need; i < s->l1_size && r == 0; i++) {

@@ -5,12 +5,17 @@
  *       written; the header switches to the new table last.
  *   -d  the header switches to a table without the entry first; then the
  *       snapshot's references are dropped (after write-back).
- *   -a  references of the snapshot's tables are added, the active L1
- *       becomes a copy of the snapshot's, the old active references are
- *       dropped after the new L1 is durable.
+ *   -a  if the snapshot's L1 table (or its disk size) needs more entries
+ *       than the active table has, the active table is first replaced by
+ *       a bigger copy (qmeta_grow_l1, itself crash-ordered); then
+ *       references of the snapshot's tables are added, the active L1
+ *       becomes a copy of the snapshot's, the disk size the snapshot's,
+ *       and the old active references are dropped after the new L1 is
+ *       durable.
  * A crash at any point leaks clusters at worst. OFLAG_COPIED is then
  * recomputed for the active tables. */
 #include "img/img.h"
+#include "img/opterr.h"
 #include "img/qmeta.h"
 
 #include <errno.h>
@@ -142,18 +147,6 @@ static int write_table(struct qcow2 *s, const struct qsnap *sn, uint32_t n, uint
     return r;
 }
 
-static int find(const struct qsnap *sn, uint32_t n, const char *key, bool by_id)
-{
-    if (by_id)
-        for (uint32_t i = 0; i < n; i++)
-            if (!strcmp(sn[i].id, key))
-                return (int)i;
-    for (uint32_t i = 0; i < n; i++)
-        if (!strcmp(sn[i].name, key))
-            return (int)i;
-    return -1;
-}
-
 static int do_create(struct qcow2 *s, struct qsnap *old, uint32_t n, uint64_t tbytes,
                      const char *name)
 {
@@ -219,22 +212,13 @@ static int do_delete(struct qcow2 *s, struct qsnap *sn, uint32_t n, uint64_t tby
     sn[n - 1] = victim;     /* keep it for freeing */
     if (r < 0)
         return r;
-    uint64_t *l1 = calloc(victim.l1_size + 1, sizeof *l1);
-    uint8_t *raw = malloc((size_t)victim.l1_size * 8 + 8);
-    if (!l1 || !raw) {
-        free(l1);
-        free(raw);
-        return -ENOMEM;
-    }
-    r = blk_file_pread(s->file, victim.l1_offset, raw, (uint64_t)victim.l1_size * 8);
-    for (uint32_t i = 0; r == 0 && i < victim.l1_size; i++)
-        l1[i] = qcow2_be64(raw + i * 8);
-    if (r == 0)
-        r = refs_l1(s, l1, victim.l1_size, false);
+    uint64_t *l1;
+    if ((r = qsnap_read_l1(s, &victim, 0, &l1)) < 0)
+        return r;
+    r = refs_l1(s, l1, victim.l1_size, false);
     if (r == 0 && victim.l1_size)
         r = qcow2_free_later(s, victim.l1_offset, (uint64_t)victim.l1_size * 8);
     free(l1);
-    free(raw);
     if (r == 0)
         r = qcow2_meta_writeback(s, true, true);
     if (r == 0)
@@ -242,21 +226,24 @@ static int do_delete(struct qcow2 *s, struct qsnap *sn, uint32_t n, uint64_t tby
     return r;
 }
 
+/* The active state becomes the snapshot's: its L1 table (the active one
+ * grown first if the snapshot's is larger or its disk size needs more
+ * entries, as after a resize; qemu-img grows it the same way) and its disk
+ * size. */
 static int do_apply(struct qcow2 *s, const struct qsnap *e)
 {
-    uint64_t cs = s->cluster_size, l2e = cs / 8;
-    uint64_t need = ((e->disk_size + cs - 1) / cs + l2e - 1) / l2e;
-    if (e->l1_size > s->l1_size || need > s->l1_size)
-        return -ENOTSUP;    /* would need a bigger active L1 table */
-    uint64_t *l1 = calloc(s->l1_size + 1, sizeof *l1);
-    uint8_t *raw = malloc((size_t)e->l1_size * 8 + 8);
-    int r = -ENOMEM;
-    if (!l1 || !raw)
-        goto out;
-    if ((r = blk_file_pread(s->file, e->l1_offset, raw, (uint64_t)e->l1_size * 8)) < 0)
-        goto out;
+    uint64_t need = qmeta_l1_entries(s, e->disk_size);
+    if (need < e->l1_size)
+        need = e->l1_size;
+    /* A crash after the growth leaves the old state with a bigger table. */
+    int r = qmeta_grow_l1(s, need);
+    uint64_t *l1 = NULL;
+    if (r == 0)
+        r = qsnap_read_l1(s, e, s->l1_size, &l1);
+    if (r < 0)
+        return r;
     for (uint32_t i = 0; i < e->l1_size; i++)
-        l1[i] = qcow2_be64(raw + i * 8) & ~QCOW2_OFLAG_COPIED;
+        l1[i] &= ~QCOW2_OFLAG_COPIED;
     /* New references first, then the switch, then the old ones go. */
     if ((r = refs_l1(s, l1, e->l1_size, true)) < 0 ||
         (r = refs_l1(s, s->l1, s->l1_size, false)) < 0)
@@ -273,7 +260,6 @@ static int do_apply(struct qcow2 *s, const struct qsnap *e)
     r = fix_copied(s);
 out:
     free(l1);
-    free(raw);
     return r;
 }
 
@@ -301,8 +287,7 @@ int img_snapshot(int argc, char **argv)
         case 'U': break;
         case 'h': printf("usage: kvmbox-img snapshot [-l | -a snapshot | -c snapshot | -d "
                          "snapshot] [-q] filename\n"); return 0;
-        case ':': img_err("option '%s' requires an argument", argv[optind - 1]); return 1;
-        default: img_err("unrecognized option '%s'", argv[optind - 1]); return 1;
+        default: return img_bad_option(c, argv[optind - 1]);
         }
     }
     if (optind != argc - 1) {
@@ -324,29 +309,9 @@ int img_snapshot(int argc, char **argv)
     } else if (im.st) {
         img_close(&im);
     }
-    memset(&im, 0, sizeof im);
-    im.file.fd = -1;
     char err[512] = "";
-    {
-        struct blk_file *f = &im.file;
-        char ferr[256];
-        if (blk_file_open(f, file, rw ? 0 : BLK_FILE_RDONLY, ferr, sizeof ferr) < 0) {
-            img_err("Could not open '%s': %s", file, ferr);
-            return 1;
-        }
-        im.file_open = true;
-        struct qcow2_open_options o = { .filename = file, .no_backing = true,
-                                        .allow_snapshots = true };
-        if (qcow2_open_ex(&im.st, f, !rw, &o, err, sizeof err) < 0) {
-            img_err("Could not open '%s': %s", file, err);
-            blk_file_close(f);
-            return 1;
-        }
-        im.q = im.st;
-        im.drv = &blk_driver_qcow2;
-        im.name = strdup(file);
-        im.size = im.q->size;
-    }
+    if (img_open(&im, file, "qcow2", IMG_NO_BACKING | (rw ? IMG_RW : 0)) < 0)
+        return 1;
     struct qsnap *sn = NULL;
     uint32_t n = 0;
     uint64_t tbytes = 0;
@@ -378,7 +343,7 @@ int img_snapshot(int argc, char **argv)
             ret = 0;
         break;
     case 'a': {
-        int i = find(sn, n, name, true);
+        int i = qsnap_find_id_or_name(sn, n, name);
         if (i < 0) {
             img_err("Could not apply snapshot '%s': Failed to load snapshot: No such file or "
                     "directory", name);
@@ -394,7 +359,7 @@ int img_snapshot(int argc, char **argv)
         break;
     }
     case 'd': {
-        int i = find(sn, n, name, false);
+        int i = qsnap_find(sn, n, NULL, name);
         if (i < 0) {
             img_err("Could not delete snapshot '%s': snapshot not found", name);
             break;
