@@ -62,6 +62,13 @@ struct qcow2_create_options {
     const char *backing_fmt;        /* "raw", "qcow2" or NULL */
     bool lazy_refcounts;            /* compat 1.1 only */
     bool compat_v2;                 /* compat=0.10 (version 2); default 1.1 (version 3) */
+    /* Refcount entry width: 0 means 16; a power of two 1..64 (spec
+     * "refcount_order"); anything but 16 needs compat 1.1. */
+    uint32_t refcount_bits;
+    /* Spec "compression_type" (header byte 104): compressed clusters use
+     * zlib (default) or zstd; zstd needs compat 1.1 and sets incompatible
+     * feature bit 3 so that older readers refuse the image. */
+    enum qcow2_compression { QCOW2_COMPRESSION_ZLIB = 0, QCOW2_COMPRESSION_ZSTD = 1 } compression;
 };
 
 /* Create (or truncate) `path` as an empty qcow2 image. 0 or -errno with a

@@ -67,7 +67,21 @@ static uint64_t compress_zlib(const uint8_t *in, uint64_t len, uint8_t *out, uin
     return n;
 }
 
+/* One zstd frame at the default level (as QEMU writes: the frame records
+ * the content size, readers stream-decode until the cluster is full); the
+ * output size, or 0 if it does not fit in `max`. The one-shot call sizes
+ * its context from `len`, so small clusters stay cheap. */
+static uint64_t compress_zstd(const uint8_t *in, uint64_t len, uint8_t *out, uint64_t max)
+{
+    size_t n = ZSTD_compress(out, (size_t)max, in, (size_t)len, ZSTD_CLEVEL_DEFAULT);
+    return ZSTD_isError(n) ? 0 : (uint64_t)n;
+}
+
 uint64_t qcow2_compress(int type, const uint8_t *in, uint64_t len, uint8_t *out, uint64_t max)
 {
-    return type == 0 ? compress_zlib(in, len, out, max) : 0;
+    switch (type) {
+    case QCOW2_COMPRESSION_ZLIB: return compress_zlib(in, len, out, max);
+    case QCOW2_COMPRESSION_ZSTD: return compress_zstd(in, len, out, max);
+    default: return 0;      /* unknown: stored uncompressed */
+    }
 }

@@ -40,6 +40,7 @@ static const struct { uint8_t type, bit; const char *name; } feature_names[] = {
     { 0, 3, "compression type" }, { 0, 4, "extended L2 entries" },
     { 1, 0, "lazy refcounts" }, { 2, 0, "bitmaps" }, { 2, 1, "raw external data" },
 };
+enum { FEATURE_TABLE_LEN = sizeof feature_names / sizeof feature_names[0] * 48 };
 
 static uint64_t put_ext(uint8_t *h, uint64_t p, uint32_t type, const void *data, uint32_t len)
 {
@@ -49,32 +50,125 @@ static uint64_t put_ext(uint8_t *h, uint64_t p, uint32_t type, const void *data,
     return p + 8 + ((len + 7u) & ~7u);
 }
 
+static void put_header_fields(uint8_t *h, const struct qcow2_hdr_desc *d)
+{
+    qcow2_put_be32(h, QCOW2_MAGIC);
+    qcow2_put_be32(h + 4, d->version);
+    qcow2_put_be32(h + 20, d->cluster_bits);
+    qcow2_put_be64(h + 24, d->size);
+    qcow2_put_be32(h + 36, d->l1_size);
+    qcow2_put_be64(h + 40, d->l1_offset);
+    qcow2_put_be64(h + 48, d->reftable_offset);
+    qcow2_put_be32(h + 56, d->reftable_clusters);
+    qcow2_put_be32(h + 60, d->nb_snapshots);
+    qcow2_put_be64(h + 64, d->snapshots_offset);
+    if (d->version < 3)
+        return;
+    qcow2_put_be64(h + 72, d->incompat);
+    qcow2_put_be64(h + 80, d->compat);
+    qcow2_put_be64(h + 88, d->autoclear);
+    qcow2_put_be32(h + 96, d->refcount_order);
+    qcow2_put_be32(h + 100, QCOW2_HDR_MAX_LEN);
+    h[104] = (uint8_t)d->compression_type;     /* 105..111: padding */
+}
+
+int qcow2_header_build(uint8_t *h, uint64_t cs, const struct qcow2_hdr_desc *d, char *err,
+                       unsigned errlen)
+{
+    size_t blen = d->backing_file ? strlen(d->backing_file) : 0;
+    size_t flen = d->backing_fmt ? strlen(d->backing_fmt) : 0;
+    memset(h, 0, cs);
+    put_header_fields(h, d);
+    uint64_t p = d->version < 3 ? QCOW2_HDR_V2_LEN : QCOW2_HDR_MAX_LEN;
+    /* What must fit: extensions, end marker, backing file name. */
+    uint64_t need = p + (flen ? 8 + ((flen + 7) & ~7ull) : 0) + d->other_ext_len + 8 + blen;
+    if (blen > 1023 || flen > 1023 || need > cs) {
+        snprintf(err, errlen, blen > 1023 ? "Backing file name too long"
+                 : "Backing file name does not fit in the header cluster");
+        return -EINVAL;
+    }
+    if (flen)
+        p = put_ext(h, p, QCOW2_EXT_BACKING_FORMAT, d->backing_fmt, (uint32_t)flen);
+    /* Version 2 readers predate the table; QEMU writes it from version 3
+     * on, and only if it fits (512-byte clusters). */
+    if (d->version >= 3 && need + 8 + FEATURE_TABLE_LEN <= cs) {
+        uint8_t ft[FEATURE_TABLE_LEN];
+        memset(ft, 0, sizeof ft);
+        for (size_t i = 0; i < sizeof feature_names / sizeof feature_names[0]; i++) {
+            ft[i * 48] = feature_names[i].type;
+            ft[i * 48 + 1] = feature_names[i].bit;
+            memcpy(ft + i * 48 + 2, feature_names[i].name, strlen(feature_names[i].name));
+        }
+        p = put_ext(h, p, QCOW2_EXT_FEATURE_TABLE, ft, (uint32_t)sizeof ft);
+    }
+    if (d->other_ext_len)
+        memcpy(h + p, d->other_ext, d->other_ext_len);
+    p += d->other_ext_len + 8;      /* end of extensions (zeros) */
+    if (blen) {
+        memcpy(h + p, d->backing_file, blen);
+        qcow2_put_be64(h + 8, p);
+        qcow2_put_be32(h + 16, (uint32_t)blen);
+    }
+    return 0;
+}
+
+/* Spec "Refcount blocks": big endian entries; narrower than a byte, the
+ * least significant bits first. */
+void qcow2_refblock_put(uint32_t bits, uint8_t *blk, uint64_t i, uint64_t v)
+{
+    if (bits < 8) {
+        unsigned per = 8 / bits, sh = (unsigned)(i % per) * bits;
+        uint8_t mask = (uint8_t)(((1u << bits) - 1) << sh);
+        blk[i / per] = (uint8_t)((blk[i / per] & ~mask) | ((v << sh) & mask));
+        return;
+    }
+    for (unsigned k = bits / 8; k-- > 0; v >>= 8)
+        blk[i * (bits / 8) + k] = (uint8_t)v;
+}
+
+/* The options qcow2_create refuses (the messages are QEMU's). */
+static int check_options(const struct qcow2_create_options *o, char *err, unsigned errlen)
+{
+    uint64_t cs = o->cluster_size ? o->cluster_size : 65536;
+    uint32_t rb = o->refcount_bits ? o->refcount_bits : 16;
+    const char *why = NULL;
+    if (cs < 512 || cs > (2u << 20) || (cs & (cs - 1)))
+        why = "Cluster size must be a power of two between 512 and 2048k";
+    else if (o->backing_fmt && !o->backing_file)
+        why = "Backing format cannot be used without backing file";
+    else if (o->lazy_refcounts && o->compat_v2)
+        why = "Lazy refcounts only supported with compatibility level 1.1 and above "
+              "(use version=v3 or greater)";
+    else if (rb > 64 || (rb & (rb - 1)))
+        why = "Refcount width must be a power of two and may not exceed 64 bits";
+    else if (rb != 16 && o->compat_v2)
+        why = "Different refcount widths than 16 bits require compatibility level 1.1 or "
+              "above (use version=v3 or greater)";
+    else if (o->compression != QCOW2_COMPRESSION_ZLIB && o->compat_v2)
+        why = "Non-zlib compression type is only supported with compatibility level 1.1 "
+              "and above (use version=v3 or greater)";
+    else if (o->compression > QCOW2_COMPRESSION_ZSTD)
+        why = "Unknown compression type";
+    if (!why)
+        return 0;
+    snprintf(err, errlen, "%s", why);
+    return -EINVAL;
+}
+
 int qcow2_create(const char *path, const struct qcow2_create_options *o, char *err,
                  unsigned errlen)
 {
+    int r = check_options(o, err, errlen);
+    if (r < 0)
+        return r;
     uint64_t cs = o->cluster_size ? o->cluster_size : 65536;
-    if (cs < 512 || cs > (2u << 20) || (cs & (cs - 1))) {
-        snprintf(err, errlen, "Cluster size must be a power of two between 512 and 2048k");
-        return -EINVAL;
-    }
-    if (o->lazy_refcounts && o->compat_v2) {
-        snprintf(err, errlen, "Lazy refcounts only supported with compatibility level 1.1 "
-                 "and above (use compat=1.1 or greater)");
-        return -EINVAL;
-    }
-    if (o->backing_fmt && !o->backing_file) {
-        snprintf(err, errlen, "Backing format cannot be used without backing file");
-        return -EINVAL;
-    }
-    size_t blen = o->backing_file ? strlen(o->backing_file) : 0;
-    if (blen > 1023) {
-        snprintf(err, errlen, "Backing file name too long");
-        return -EINVAL;
-    }
-    unsigned cb = 0;
+    uint32_t rbits = o->refcount_bits ? o->refcount_bits : 16;
+    unsigned cb = 0, order = 0;
     while ((1ull << cb) < cs)
         cb++;
-    uint64_t l2e = cs / 8, rpb = cs * 8 / 16;     /* 16-bit refcounts */
+    while ((1u << order) < rbits)
+        order++;
+    uint64_t l2e = cs / 8, rpb = cs * 8 / rbits;
     uint64_t gcl = (o->size + cs - 1) / cs;
     uint64_t l1_size = (gcl + l2e - 1) / l2e;
     if (l1_size * 8 > QCOW2_MAX_L1_BYTES) {
@@ -101,53 +195,26 @@ int qcow2_create(const char *path, const struct qcow2_create_options *o, char *e
     uint64_t total = used + T + B;
     uint64_t rt_c = 1, rb_c = 1 + T, l1_c = rb_c + B, l2_c = l1_c + l1c, d_c = l2_c + l1_size;
 
-    /* Header (spec "Header"). */
     uint8_t *h = calloc(1, cs);
     uint8_t *buf = calloc(1, cs);
     uint8_t *l1 = calloc(l1c, cs);
-    int fd = -1, r = -ENOMEM;
+    int fd = -1;
+    r = -ENOMEM;
     if (!h || !buf || !l1)
         goto out;
-    uint32_t hlen = o->compat_v2 ? QCOW2_HDR_V2_LEN : QCOW2_HDR_MAX_LEN;
-    qcow2_put_be32(h, QCOW2_MAGIC);
-    qcow2_put_be32(h + 4, o->compat_v2 ? 2 : 3);
-    qcow2_put_be32(h + 20, cb);
-    qcow2_put_be64(h + 24, o->size);
-    qcow2_put_be32(h + 36, (uint32_t)l1_size);
-    qcow2_put_be64(h + 40, l1_c * cs);
-    qcow2_put_be64(h + 48, rt_c * cs);
-    qcow2_put_be32(h + 56, (uint32_t)T);
-    if (!o->compat_v2) {
-        qcow2_put_be64(h + 80, o->lazy_refcounts ? QCOW2_COMPAT_LAZY_REFCOUNTS : 0);
-        qcow2_put_be32(h + 96, 4);      /* refcount_order: 16 bits */
-        qcow2_put_be32(h + 100, hlen);  /* compression_type (104) 0: zlib */
-    }
-    uint64_t p = hlen;
-    if (o->backing_fmt)
-        p = put_ext(h, p, QCOW2_EXT_BACKING_FORMAT, o->backing_fmt,
-                    (uint32_t)strlen(o->backing_fmt));
-    uint64_t nf = sizeof feature_names / sizeof feature_names[0];
-    if (p + 8 + nf * 48 + 8 + blen <= cs) {
-        uint8_t ft[sizeof feature_names / sizeof feature_names[0] * 48];
-        memset(ft, 0, sizeof ft);
-        for (uint64_t i = 0; i < nf; i++) {
-            ft[i * 48] = feature_names[i].type;
-            ft[i * 48 + 1] = feature_names[i].bit;
-            memcpy(ft + i * 48 + 2, feature_names[i].name, strlen(feature_names[i].name));
-        }
-        p = put_ext(h, p, QCOW2_EXT_FEATURE_TABLE, ft, (uint32_t)sizeof ft);
-    }
-    p += 8;     /* end of extensions */
-    if (blen) {
-        if (p + blen > cs) {
-            snprintf(err, errlen, "Backing file name does not fit in the header cluster");
-            r = -EINVAL;
-            goto out;
-        }
-        memcpy(h + p, o->backing_file, blen);
-        qcow2_put_be64(h + 8, p);
-        qcow2_put_be32(h + 16, (uint32_t)blen);
-    }
+    bool zstd = o->compression == QCOW2_COMPRESSION_ZSTD;
+    struct qcow2_hdr_desc d = {
+        .version = o->compat_v2 ? 2 : 3, .cluster_bits = cb, .size = o->size,
+        .l1_size = (uint32_t)l1_size, .l1_offset = l1_c * cs,
+        .reftable_offset = rt_c * cs, .reftable_clusters = (uint32_t)T,
+        .incompat = zstd ? QCOW2_INCOMPAT_COMPRESSION : 0,
+        .compat = o->lazy_refcounts ? QCOW2_COMPAT_LAZY_REFCOUNTS : 0,
+        .refcount_order = order, .compression_type = o->compression,
+        .backing_file = o->backing_file && *o->backing_file ? o->backing_file : NULL,
+        .backing_fmt = o->backing_fmt,
+    };
+    if ((r = qcow2_header_build(h, cs, &d, err, errlen)) < 0)
+        goto out;
 
     fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0) {
@@ -172,7 +239,7 @@ int qcow2_create(const char *path, const struct qcow2_create_options *o, char *e
     for (uint64_t b = 0; b < B; b++) {
         memset(buf, 0, cs);
         for (uint64_t i = 0; i < rpb && b * rpb + i < total; i++)
-            qcow2_put_be16(buf + i * 2, 1);
+            qcow2_refblock_put(rbits, buf, i, 1);
         if ((r = pwrite_all(fd, buf, cs, (rb_c + b) * cs)) < 0)
             goto io;
     }

@@ -217,4 +217,56 @@ uint64_t qcow2_compress(int type, const uint8_t *in, uint64_t len, uint8_t *out,
 enum qcow2_ctype qcow2_entry_type(const struct qcow2 *s, uint64_t entry, uint64_t *host,
                                   uint64_t *clen);
 
+/* ---- qcow2_create.c, qcow2_amend.c: header cluster layout, refcount
+ * entries, and the in-place changes of kvmbox-img amend ------------------- */
+
+/* Everything a header cluster says (spec "Header", "Header extensions"). */
+struct qcow2_hdr_desc {
+    uint32_t version;                       /* 2 or 3 */
+    uint32_t cluster_bits;
+    uint64_t size;
+    uint32_t l1_size;
+    uint64_t l1_offset;
+    uint64_t reftable_offset;
+    uint32_t reftable_clusters;
+    uint32_t nb_snapshots;
+    uint64_t snapshots_offset;
+    uint64_t incompat, compat, autoclear;   /* version 3 only */
+    uint32_t refcount_order;                /* version 3 only (version 2: 4) */
+    uint32_t compression_type;              /* version 3 only */
+    const char *backing_file, *backing_fmt; /* NULL: none */
+    const uint8_t *other_ext;               /* more extensions, copied verbatim */
+    uint64_t other_ext_len;
+};
+/* Lay out header cluster h (cs bytes; zeroed first) as QEMU does: header
+ * fields, backing format extension, feature name table (version 3, if it
+ * fits), other extensions, end marker, backing file name. 0, or -EINVAL
+ * with a reason when it does not fit in one cluster. */
+int qcow2_header_build(uint8_t *h, uint64_t cs, const struct qcow2_hdr_desc *d, char *err,
+                       unsigned errlen);
+/* Entry i of a refcount block with `bits`-wide entries := v. */
+void qcow2_refblock_put(uint32_t bits, uint8_t *blk, uint64_t i, uint64_t v);
+
+/* A snapshot's L1 table (amend walks snapshots' tables too). */
+struct qcow2_l1_ref {
+    uint64_t offset;
+    uint32_t size;
+};
+/* Rewrite every refcount at a new width (1..64, a power of two; version 3
+ * image): refused with QEMU's message if a refcount does not fit. The new
+ * table and blocks are written and synced before the header switches. */
+int qcow2_amend_refcount_bits(struct qcow2 *s, uint32_t bits, char *err, unsigned errlen);
+/* Version 2 -> 3: the header is rewritten in version 3 layout (zlib, 16-bit
+ * refcounts, no features). backing/backing_fmt: as in the header now. */
+int qcow2_amend_upgrade(struct qcow2 *s, const char *backing, const char *backing_fmt,
+                        char *err, unsigned errlen);
+/* Version 3 -> 2 (QEMU's rules): 16-bit refcounts only, no incompatible
+ * features but the compression type, zero clusters expanded in the active
+ * and the snapshots' tables (has_backing: unallocated zero clusters get a
+ * zeroed cluster, else they become unallocated), zstd only without
+ * compressed clusters. Data and tables are synced before the header. */
+int qcow2_amend_downgrade(struct qcow2 *s, const struct qcow2_l1_ref *snaps, uint32_t nsnaps,
+                          bool has_backing, const char *backing, const char *backing_fmt,
+                          char *err, unsigned errlen);
+
 #endif

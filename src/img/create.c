@@ -1,5 +1,6 @@
 /* kvmbox-img create: qemu-img create's syntax, options and messages. */
 #include "img/img.h"
+#include "img/qcow2_opts.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -69,6 +70,17 @@ static int prealloc_file(const char *name, const char *mode, uint64_t size, bool
     return r;
 }
 
+/* QEMU converts the options to typed values a second time, as a signed
+ * 64-bit integer: a number that parsed as unsigned may still not fit. */
+static bool refbits_fit_int64(const char *v)
+{
+    if (!v)
+        return true;
+    errno = 0;
+    (void)strtoll(v, NULL, 0);
+    return errno != ERANGE;
+}
+
 static int bad_value(const char *name, const char *key, const char *val)
 {
     img_err("%s: Invalid parameter value for '%s': '%s'", name, key, val);
@@ -109,6 +121,8 @@ int img_create_image(const char *name, const char *fmt, uint64_t size, bool have
     }
     struct qcow2_create_options co = { 0 };
     const char *compat = img_opts_get(o, "compat");
+    const char *refbits_str = NULL, *ctype = "zlib";
+    uint64_t refbits = 16;
     uint32_t cluster = 65536;
     if (qcow2) {
         if ((v = img_opts_get(o, "cluster_size"))) {
@@ -129,15 +143,14 @@ int img_create_image(const char *name, const char *fmt, uint64_t size, bool have
             img_err("%s: Parameter 'lazy_refcounts' expects 'on' or 'off'", name);
             return 1;
         }
-        if ((v = img_opts_get(o, "refcount_bits")) && strcmp(v, "16")) {
-            img_err("%s: refcount_bits=%s is not supported by kvmbox-img (only 16)", name, v);
-            return 1;
+        if ((refbits_str = img_opts_get(o, "refcount_bits"))) {
+            char prefix[4200];
+            snprintf(prefix, sizeof prefix, "%s: ", name);
+            if (!img_opt_number(prefix, "refcount_bits", refbits_str, &refbits))
+                return 1;
         }
-        if ((v = img_opts_get(o, "compression_type")) && strcmp(v, "zlib")) {
-            img_err("%s: compression_type=%s is not supported by kvmbox-img (only zlib)", name,
-                    v);
-            return 1;
-        }
+        if ((v = img_opts_get(o, "compression_type")))
+            ctype = v;
         bool b = false;
         if ((v = img_opts_get(o, "extended_l2")) && (!img_parse_bool(v, &b) || b)) {
             img_err("%s: extended_l2=%s is not supported by kvmbox-img", name, v);
@@ -154,6 +167,10 @@ int img_create_image(const char *name, const char *fmt, uint64_t size, bool have
     }
     if (backing && !qcow2) {
         img_err("%s: Backing file not supported for file format '%s'", name, fmt);
+        return 1;
+    }
+    if (backing_fmt && !qcow2) {
+        img_err("%s: Backing file format not supported for file format '%s'", name, fmt);
         return 1;
     }
     if (backing && !backing_fmt) {
@@ -198,14 +215,16 @@ int img_create_image(const char *name, const char *fmt, uint64_t size, bool have
             printf("Formatting '%s', fmt=qcow2 cluster_size=%u extended_l2=off", name, cluster);
             if (prealloc)
                 printf(" preallocation=%s", prealloc);
-            printf(" compression_type=zlib size=%" PRIu64, size);
+            printf(" compression_type=%s size=%" PRIu64, ctype, size);
+            if (compat)
+                printf(" compat=%s", compat);
             if (backing)
                 printf(" backing_file=%s", backing);
             if (backing_fmt)
                 printf(" backing_fmt=%s", backing_fmt);
-            if (compat)
-                printf(" compat=%s", compat);
-            printf(" lazy_refcounts=%s refcount_bits=16\n", co.lazy_refcounts ? "on" : "off");
+            /* QEMU prints the number parsed as unsigned, as signed. */
+            printf(" lazy_refcounts=%s refcount_bits=%" PRId64 "\n",
+                   co.lazy_refcounts ? "on" : "off", (int64_t)refbits);
         } else {
             printf("Formatting '%s', fmt=raw size=%" PRIu64, name, size);
             if (prealloc)
@@ -214,13 +233,14 @@ int img_create_image(const char *name, const char *fmt, uint64_t size, bool have
         }
         fflush(stdout);
     }
-    /* qemu-img checks these after printing the line. */
-    if (qcow2 && (cluster < 512 || cluster > (2u << 20) || (cluster & (cluster - 1)))) {
-        img_err("%s: Cluster size must be a power of two between 512 and 2048k", name);
+    /* qemu-img checks the rest after printing the line: first the typed
+     * conversion of the options, then the driver (qcow2_create). */
+    if (qcow2 && !refbits_fit_int64(refbits_str)) {
+        img_err("%s: Parameter 'refcount-bits' expects integer", name);
         return 1;
     }
-    if (backing_fmt && !backing) {
-        img_err("%s: Backing format cannot be used without backing file", name);
+    if (qcow2 && img_compression_type(ctype) < 0) {
+        img_err("%s: Parameter 'compression-type' does not accept value '%s'", name, ctype);
         return 1;
     }
     int r;
@@ -236,7 +256,10 @@ int img_create_image(const char *name, const char *fmt, uint64_t size, bool have
     co.cluster_size = cluster;
     co.prealloc = prealloc && strcmp(prealloc, "off") ? QCOW2_PREALLOC_METADATA : QCOW2_PREALLOC_OFF;
     co.backing_file = backing;
-    co.backing_fmt = backing ? backing_fmt : NULL;
+    co.backing_fmt = backing_fmt;
+    /* Out of range: qcow2_create refuses it with QEMU's message. */
+    co.refcount_bits = img_refcount_bits_ok((int64_t)refbits) ? (uint32_t)refbits : 3;
+    co.compression = (enum qcow2_compression)img_compression_type(ctype);
     char err[512];
     if ((r = qcow2_create(name, &co, err, sizeof err)) < 0) {
         img_err("%s: %s", name, err);

@@ -1,6 +1,7 @@
 /* kvmbox-img measure: the size a new image needs (qemu's qcow2_measure and
  * qcow2_calc_prealloc_size arithmetic, so the numbers match qemu-img). */
 #include "img/bstat.h"
+#include "img/qcow2_opts.h"
 
 #include <getopt.h>
 #include <inttypes.h>
@@ -23,15 +24,39 @@ static uint64_t refcount_meta(uint64_t clusters, uint64_t cs, unsigned order)
     return (blocks + table) * cs;
 }
 
-static uint64_t prealloc_size(uint64_t total, uint64_t cs)
+static uint64_t prealloc_size(uint64_t total, uint64_t cs, unsigned order)
 {
     uint64_t aligned = round_up(total, cs), meta = cs;
     uint64_t nl2e = round_up(aligned / cs, cs / 8);
     meta += nl2e * 8;
     uint64_t nl1e = round_up(nl2e * 8 / cs, cs / 8);
     meta += nl1e * 8;
-    meta += refcount_meta((meta + aligned) / cs, cs, 4);
+    meta += refcount_meta((meta + aligned) / cs, cs, order);
     return meta + aligned;
+}
+
+/* refcount_bits=v as qemu-img measure takes it: *order, or false after
+ * qemu-img's message. */
+static bool refcount_order(const struct img_opts *o, const char *v, unsigned *order)
+{
+    uint64_t bits;
+    if (!img_opt_number("", "refcount_bits", v, &bits)) {
+        img_err("Invalid options for file format 'qcow2'");
+        return false;
+    }
+    if (!img_refcount_bits_ok((int64_t)bits)) {
+        img_err("Refcount width must be a power of two and may not exceed 64 bits");
+        return false;
+    }
+    const char *compat = img_opts_get(o, "compat");
+    if (bits != 16 && compat && (!strcmp(compat, "0.10") || !strcmp(compat, "v2"))) {
+        img_err("Different refcount widths than 16 bits require compatibility level 1.1 or "
+                "above (use compat=1.1 or greater)");
+        return false;
+    }
+    for (*order = 0; (1ull << *order) < bits; (*order)++)
+        ;
+    return true;
 }
 
 int img_measure(int argc, char **argv)
@@ -113,10 +138,9 @@ int img_measure(int argc, char **argv)
         img_err("Cluster size must be a power of two between 512 and 2048k");
         goto out;
     }
-    if (qcow2 && (v = img_opts_get(&o, "refcount_bits")) && strcmp(v, "16")) {
-        img_err("refcount_bits=%s is not supported by kvmbox-img (only 16)", v);
+    unsigned order = 4;     /* log2(refcount_bits) */
+    if (qcow2 && (v = img_opts_get(&o, "refcount_bits")) && !refcount_order(&o, v, &order))
         goto out;
-    }
     struct img im;
     bool opened = false;
     uint64_t data = 0;
@@ -148,7 +172,7 @@ int img_measure(int argc, char **argv)
         uint64_t vsize = round_up(size, cs);
         if (prealloc && (!strcmp(prealloc, "full") || !strcmp(prealloc, "falloc")))
             data = vsize;
-        full = prealloc_size(vsize, cs);
+        full = prealloc_size(vsize, cs, order);
         required = full - vsize + data;
     } else {
         required = full = round_up(size, 512);

@@ -96,13 +96,23 @@ t_create() {
     local e=""
     for o in "" "-o cluster_size=4k" "-o cluster_size=512" "-o cluster_size=2M" \
              "-o preallocation=metadata" "-o preallocation=falloc" "-o preallocation=full" \
-             "-o lazy_refcounts=on" "-o compat=0.10" "-o compat=1.1,lazy_refcounts=off"; do
+             "-o lazy_refcounts=on" "-o compat=0.10" "-o compat=1.1,lazy_refcounts=off" \
+             "-o compression_type=zstd" "-o compression_type=zlib,compat=0.10" "-o refcount_bits=1" \
+             "-o refcount_bits=64,cluster_size=512" "-o refcount_bits=2,cluster_size=4k,preallocation=metadata" \
+             "-o compression_type=zstd,lazy_refcounts=on,refcount_bits=8" "-o refcount_bits=0x20"; do
         rm -f q.qcow2 k.qcow2
         a=$(qemu-img create -f qcow2 $o q.qcow2 5M 2>&1); b=$("$K" create -f qcow2 $o k.qcow2 5M 2>&1)
         [ "${a//q.qcow2/X}" = "${b//k.qcow2/X}" ] || e="$e; create $o: '$b' vs '$a'"
         qcheck k.qcow2 || e="$e; $o: check"
         [ "$(qemu-img info k.qcow2 | grep -v 'disk size\|image:')" = "$(qemu-img info q.qcow2 | grep -v 'disk size\|image:')" ] || e="$e; $o: info differs"
     done
+    # The compression type as qemu-img writes it: incompatible bit 3, byte
+    # 104, header length 112 (the whole 112-byte header equal).
+    rm -f q.qcow2 k.qcow2
+    qemu-img create -q -f qcow2 -o compression_type=zstd q.qcow2 5M; "$K" create -q -f qcow2 -o compression_type=zstd k.qcow2 5M
+    [ "$(od -An -tx1 -j72 -N40 k.qcow2 | tr -d ' \n')" = "$(printf '%016x%016x%016x%08x%08x%02x%014x' 8 0 0 4 112 1 0)" ] || e="$e; zstd header bytes"
+    cmp -s <(head -c 112 q.qcow2) <(head -c 112 k.qcow2) || e="$e; zstd header differs from qemu-img's"
+    qemu-io -c 'write -c -P 7 0 64k' k.qcow2 >/dev/null && qemu-io -c 'read -P 7 0 64k' k.qcow2 | grep -q "^read 65536" || e="$e; qemu-io zstd write/read"
     for o in "-f raw" "-f raw -o preallocation=falloc" "-f raw -o preallocation=full"; do
         rm -f q.raw k.raw
         a=$(qemu-img create $o q.raw 1000 2>&1); b=$("$K" create $o k.raw 1000 2>&1)
@@ -116,7 +126,18 @@ t_create() {
     qemu-img info k.qcow2 | grep -q "backing file: base.qcow2" || e="$e; backing info"
     for args in "-f qcow2 x.qcow2 1X" "-f qcow2 -o foo=1 x.qcow2 1M" "-f qcow2 x.qcow2" \
                 "-f vmdkx x.img 1M" "-f qcow2 -o cluster_size=3000 x.qcow2 1M" \
-                "-f qcow2 -b base.qcow2 x.qcow2" "-f qcow2 -F qcow2 x.qcow2 1M"; do
+                "-f qcow2 -b base.qcow2 x.qcow2" "-f qcow2 -F qcow2 x.qcow2 1M" \
+                "-f qcow2 -o compression_type=lz4 x.qcow2 1M" "-f qcow2 -o compression_type=zstd,compat=0.10 x.qcow2 1M" \
+                "-f qcow2 -o compression_type=lz4,cluster_size=3000 x.qcow2 1M" "-f qcow2 -o refcount_bits=3 x.qcow2 1M" \
+                "-f qcow2 -o refcount_bits=128 x.qcow2 1M" "-f qcow2 -o refcount_bits=-1 x.qcow2 1M" \
+                "-f qcow2 -o refcount_bits=abc x.qcow2 1M" "-f qcow2 -o refcount_bits=08 x.qcow2 1M" \
+                "-f qcow2 -o refcount_bits=99999999999999999999 x.qcow2 1M" \
+                "-f qcow2 -o refcount_bits=18446744073709551615,compression_type=lz4 x.qcow2 1M" \
+                "-f qcow2 -o refcount_bits=8,compat=0.10 x.qcow2 1M" "-f qcow2 -o refcount_bits=3,cluster_size=3000 x.qcow2 1M" \
+                "-f qcow2 -o refcount_bits=3,lazy_refcounts=on,compat=0.10 x.qcow2 1M" \
+                "-f qcow2 -o refcount_bits=8,compression_type=zstd,compat=0.10 x.qcow2 1M" \
+                "-f qcow2 -o lazy_refcounts=on,compat=0.10 x.qcow2 1M" "-f raw -F raw x.raw 1M" \
+                "-f qcow2 -o compat=0.10,backing_fmt=raw x.qcow2 1M"; do
         out=$(same create $args) || e="$e; $out"
     done
     [ -z "$e" ] && pass create || fail create "${e#; }"
@@ -221,6 +242,31 @@ t_convert_compressed() {
         qcheck c.qcow2 || e="$e; -c $cs check"
         qemu-img check --output=json c.qcow2 | grep -q compressed-clusters || e="$e; -c $cs: nothing compressed"
     done
+    # zstd (-o compression_type=zstd): qemu-img reads what kvmbox writes.
+    for cs in 512 4k 64k 2M; do
+        rm -f z.qcow2
+        "$K" convert -c -O qcow2 -o compression_type=zstd,cluster_size=$cs src.qcow2 z.qcow2 2>err.txt || e="$e; zstd $cs failed: $(head -1 err.txt)"
+        asan_clean err.txt || e="$e; zstd $cs: sanitizer"
+        qemu-img info z.qcow2 | grep -q "compression type: zstd" || e="$e; zstd $cs: not a zstd image"
+        qemu-img compare src.qcow2 z.qcow2 >/dev/null || e="$e; zstd $cs content"
+        qcheck z.qcow2 || e="$e; zstd $cs check"
+        qemu-img check --output=json z.qcow2 | grep -q compressed-clusters || e="$e; zstd $cs: nothing compressed"
+        "$K" convert -O raw z.qcow2 zback.raw && qemu-img compare src.qcow2 zback.raw >/dev/null || e="$e; zstd $cs: kvmbox reads it back"
+    done
+    # Really zstd: the first compressed cluster starts with a zstd frame magic.
+    rm -f z.qcow2; "$K" convert -c -O qcow2 -o compression_type=zstd src.qcow2 z.qcow2
+    python3 - z.qcow2 2>/dev/null <<'PY' || e="$e; zstd: first compressed cluster is not a zstd frame"
+import struct, sys
+f = open(sys.argv[1], 'rb'); h = f.read(112)
+cb = struct.unpack('>I', h[20:24])[0]; l1off = struct.unpack('>Q', h[40:48])[0]
+f.seek(l1off); l2off = struct.unpack('>Q', f.read(8))[0] & 0x00fffffffffffe00
+f.seek(l2off); ent = struct.unpack('>Q', f.read(8))[0]
+assert ent & (1 << 62), hex(ent)
+f.seek(ent & ((1 << (62 - (cb - 8))) - 1)); assert f.read(4) == b'\x28\xb5\x2f\xfd'
+PY
+    ks=$(stat -c %s z.qcow2); qemu-img convert -c -O qcow2 -o compression_type=zstd src.qcow2 qz.qcow2; qs=$(stat -c %s qz.qcow2)
+    [ "$ks" -le $((qs * 3 / 2)) ] || e="$e; zstd size $ks vs qemu-img $qs"
+    "$K" convert -c -O qcow2 -o compression_type=zstd rnd.raw zr.qcow2 && qemu-img compare rnd.raw zr.qcow2 >/dev/null && qcheck zr.qcow2 || e="$e; zstd incompressible"
     "$K" convert -c -O qcow2 rnd.raw cr.qcow2 && qemu-img compare rnd.raw cr.qcow2 >/dev/null && qcheck cr.qcow2 || e="$e; incompressible"
     "$K" convert -c -O qcow2 src.qcow2 c.qcow2 && "$K" convert -O raw c.qcow2 back.raw &&
         qemu-img compare src.qcow2 back.raw >/dev/null || e="$e; kvmbox reads its compressed image"
@@ -361,7 +407,10 @@ t_measure() {
     make_src src.qcow2; qemu-img convert -O raw src.qcow2 src.raw
     for args in "-O qcow2 src.qcow2" "-O raw src.qcow2" "--output=json -O qcow2 src.raw" \
                 "-O qcow2 --size 1G" "-O qcow2 -o cluster_size=4k,preallocation=metadata --size 100G" \
-                "-O qcow2 -o compat=0.10 --size 1G" "--size 1G" "-O qcow2 -o preallocation=full --size 10M"; do
+                "-O qcow2 -o compat=0.10 --size 1G" "--size 1G" "-O qcow2 -o preallocation=full --size 10M" \
+                "-O qcow2 -o refcount_bits=1,cluster_size=512 --size 100G" "-O qcow2 -o refcount_bits=64 --size 1G" \
+                "-O qcow2 -o refcount_bits=3 --size 1G" "-O qcow2 -o refcount_bits=abc --size 1G" \
+                "-O qcow2 -o refcount_bits=8,compat=0.10 --size 1G" "-O qcow2 -o compression_type=zstd src.qcow2"; do
         out=$(same measure $args) || e="$e; $out"
     done
     [ -z "$e" ] && pass measure || fail measure "${e#; }"
@@ -400,6 +449,18 @@ t_rebase() {
     [ -z "$e" ] && pass rebase || fail rebase "${e#; }"
 }
 
+# amend on copies by both tools: same output and exit code; kvmbox's copy
+# then checks clean, reads as before, and qemu-img info says what it says of
+# qemu-img's copy.
+amend_cmp() {
+    local img=$1; shift
+    same_on_copies "$img" amend "$@" @ || return 1
+    qcheck k_"$img" || return 1
+    qemu-img compare "$img" k_"$img" >/dev/null 2>&1 || { echo "$img $*: content changed"; return 1; }
+    [ "$(qemu-img info k_"$img" | grep -v 'disk size\|image:')" = "$(qemu-img info q_"$img" | grep -v 'disk size\|image:')" ] ||
+        { echo "$img $*: info differs from qemu-img's"; return 1; }
+}
+
 t_amend() {
     local e=""
     qemu-img create -q -f qcow2 a.qcow2 16M; qemu-io -c 'write -P 1 0 1M' a.qcow2 >/dev/null
@@ -411,6 +472,79 @@ t_amend() {
     "$K" amend -o backing_file=b.qcow2,backing_fmt=qcow2 a.qcow2 && qemu-img info a.qcow2 | grep -q "backing file: b.qcow2" || e="$e; backing_file"
     qcheck a.qcow2 || e="$e; check 2"
     out=$(same_on_copies a.qcow2 amend -o foo=bar @) || e="$e; $out"
+
+    # Images with what compat, refcount_bits and zero expansion must handle:
+    # zero clusters (plain, allocated, in front of a backing file), compressed
+    # clusters, snapshots, zstd, lazy refcounts, other widths, version 2.
+    qemu-img create -q -f raw base.raw 16M; qemu-io -f raw -c 'write -P 0x61 0 16M' base.raw >/dev/null
+    qemu-img create -q -f qcow2 p.qcow2 16M
+    qemu-io -c 'write -P 1 0 1M' -c 'write -z 2M 1M' -c 'write -c -P 3 4M 64k' -c 'write -c -P 4 5M 64k' p.qcow2 >/dev/null
+    qemu-img create -q -f qcow2 -b base.raw -F raw ov.qcow2
+    qemu-io -c 'write -P 1 0 64k' -c 'write -z 1M 1M' -c 'write -P 2 3M 64k' -c 'write -z -u 3M 64k' ov.qcow2 >/dev/null
+    qemu-img create -q -f qcow2 -o preallocation=metadata,cluster_size=4k pm.qcow2 4M
+    qemu-io -c 'write -P 1 0 64k' -c 'write -z 32k 64k' pm.qcow2 >/dev/null
+    qemu-img create -q -f qcow2 sn.qcow2 16M; qemu-io -c 'write -P 1 0 1M' -c 'write -z 2M 1M' sn.qcow2 >/dev/null
+    qemu-img snapshot -c s1 sn.qcow2; qemu-io -c 'write -z 0 512k' -c 'write -c -P 5 4M 64k' sn.qcow2 >/dev/null
+    qemu-img create -q -f qcow2 -b base.raw -F raw snb.qcow2; qemu-io -c 'write -z 2M 1M' snb.qcow2 >/dev/null
+    qemu-img snapshot -c s1 snb.qcow2
+    cp sn.qcow2 snr.qcow2; qemu-img resize -q snr.qcow2 32M
+    qemu-img create -q -f qcow2 -o compression_type=zstd z.qcow2 16M; qemu-io -c 'write -P 1 0 1M' z.qcow2 >/dev/null
+    qemu-img create -q -f qcow2 -o compression_type=zstd zc.qcow2 16M; qemu-io -c 'write -c -P 1 0 64k' zc.qcow2 >/dev/null
+    qemu-img create -q -f qcow2 -o lazy_refcounts=on lz.qcow2 16M; qemu-io -c 'write -P 1 0 1M' -c 'write -z 2M 64k' lz.qcow2 >/dev/null
+    qemu-img create -q -f qcow2 -o cluster_size=512 -b base.raw -F raw small.qcow2; qemu-io -c 'write -z 0 4k' small.qcow2 >/dev/null
+    qemu-img create -q -f qcow2 -o refcount_bits=8 r8.qcow2 16M; qemu-io -c 'write -P 1 0 1M' r8.qcow2 >/dev/null
+    qemu-img create -q -f qcow2 -o compat=0.10 v2.qcow2 16M; qemu-io -c 'write -P 1 0 1M' -c 'write -c -P 3 4M 64k' v2.qcow2 >/dev/null
+    qemu-img snapshot -c s1 v2.qcow2
+    for f in p ov pm sn snb snr z zc lz small r8; do
+        for o in compat=0.10 compat=1.1 refcount_bits=1 refcount_bits=2 refcount_bits=64 lazy_refcounts=on,compat=0.10 \
+                 compat=0.10,refcount_bits=16 refcount_bits=8,compat=0.10; do
+            out=$(amend_cmp $f.qcow2 -o $o) || e="$e; $out"
+        done
+    done
+    for o in compat=1.1 compat=0.10 refcount_bits=8 compat=1.1,refcount_bits=4 compat=1.1,lazy_refcounts=on lazy_refcounts=on; do
+        out=$(amend_cmp v2.qcow2 -o $o) || e="$e; $out"
+    done
+    # Snapshots keep their data through a downgrade and a width change.
+    for f in sn snb; do
+        for o in compat=0.10 refcount_bits=4; do
+            cp $f.qcow2 k.qcow2; "$K" amend -o $o k.qcow2; qemu-img snapshot -a s1 k.qcow2
+            cp $f.qcow2 q.qcow2; qemu-img snapshot -a s1 q.qcow2
+            qemu-img compare q.qcow2 k.qcow2 >/dev/null 2>&1 && qcheck k.qcow2 >/dev/null || e="$e; $f $o: snapshot content"
+        done
+    done
+    # The header is qemu-img's, byte for byte, after a round trip.
+    cp ov.qcow2 rt.qcow2; "$K" amend -o compat=0.10 rt.qcow2; cp rt.qcow2 rtq.qcow2
+    "$K" amend -o compat=1.1 rt.qcow2; qemu-img amend -o compat=1.1 rtq.qcow2
+    cmp -s <(head -c 65536 rt.qcow2) <(head -c 65536 rtq.qcow2) || e="$e; upgraded header cluster differs from qemu-img's"
+    qemu-img amend -o compat=0.10 rtq.qcow2; "$K" amend -o compat=0.10 rt.qcow2
+    cmp -s <(head -c 65536 rt.qcow2) <(head -c 65536 rtq.qcow2) || e="$e; downgraded header cluster differs from qemu-img's"
+    # kvmbox reads (and writes) what it amended.
+    for o in compat=0.10 refcount_bits=2 refcount_bits=64; do
+        cp p.qcow2 w.qcow2; "$K" amend -o $o w.qcow2 && "$K" convert -O raw w.qcow2 w.raw && qemu-img compare p.qcow2 w.raw >/dev/null &&
+            "$K" bench -w -c 500 -s 4k -S 64k w.qcow2 >/dev/null && qcheck w.qcow2 >/dev/null || e="$e; kvmbox after $o"
+    done
+    # Refusals and option errors: qemu-img's text and exit code.
+    for o in cluster_size=64k cluster_size=4k cluster_size=abc compression_type=zstd preallocation=metadata extended_l2=on \
+             encryption=on encrypt.format=luks data_file=x data_file_raw=on compat=0.11 compat= refcount_bits=3 \
+             refcount_bits=abc refcount_bits=08 refcount_bits=99999999999999999999 refcount_bits=3,compat=0.11 \
+             cluster_size=4k,refcount_bits=abc refcount_bits=abc,cluster_size=4k foo=bar,cluster_size=4k \
+             lazy_refcounts=foo size=abc encrypt.state=on; do
+        out=$(same_on_copies p.qcow2 amend -o $o @) || e="$e; $out"
+    done
+    out=$(same amend -o compat=0.10 nonexist.qcow2) || e="$e; $out"
+    # Killed mid-way: the old or the new image, leaks at worst (check 0 or 3).
+    qemu-img create -q -f raw zb.raw 256M
+    qemu-img create -q -f qcow2 -o cluster_size=4k -b zb.raw -F raw big.qcow2
+    qemu-io -c 'write -P 9 0 64M' -c 'write -z 64M 192M' big.qcow2 >/dev/null
+    for o in compat=0.10 refcount_bits=1; do
+        for d in 0.01 0.02 0.03 0.05 0.1 0.2; do
+            cp big.qcow2 kill.qcow2
+            "$K" amend -o $o kill.qcow2 >/dev/null 2>&1 & p=$!; sleep $d; kill -9 $p 2>/dev/null; wait $p 2>/dev/null
+            qemu-img check kill.qcow2 >/dev/null 2>&1; rc=$?
+            [ $rc = 0 ] || [ $rc = 3 ] || e="$e; $o killed after ${d}s: check exit $rc"
+            qemu-img compare big.qcow2 kill.qcow2 >/dev/null 2>&1 || e="$e; $o killed after ${d}s: content"
+        done
+    done
     [ -z "$e" ] && pass amend || fail amend "${e#; }"
 }
 
