@@ -1,9 +1,9 @@
 /* kvmbox-img amend: change a qcow2 image's options in place, as qemu-img
  * amend does (same checks, messages and order): compat (0.10 <-> 1.1),
  * refcount_bits, lazy_refcounts, size. Options only creation takes
- * (cluster_size, compression_type, preallocation, ...) are refused.
- * Unlike qemu-img, backing_file/backing_fmt rewrite the backing file name
- * (unsafe, as rebase -u). The metadata work is the driver's
+ * (cluster_size, compression_type, preallocation, ...) are refused, and so
+ * is a backing_file/backing_fmt other than the image's (use rebase), as
+ * qemu-img does. The metadata work is the driver's
  * (qcow2_amend.c): new structures are durable before the header switches. */
 #include "img/img.h"
 #include "img/qcow2_opts.h"
@@ -292,12 +292,17 @@ static int apply(struct img *im, const struct amend *a, const char **msg, char *
         }
     }
     if (a->set_backing) {
-        if (!a->backing) {
-            *msg = "Changing the backing format requires backing_file";
+        /* Only the names the image already has are accepted (a missing
+         * option counts as "none", as in qemu-img). */
+        if ((r = qhdr_read(im, &h, err, errlen)) < 0)
+            return r;
+        const char *cur = h.has_backing ? h.backing : NULL;
+        const char *cur_fmt = h.has_backing_fmt ? h.backing_fmt : NULL;
+        if (!a->backing != !cur || !a->backing_fmt != !cur_fmt ||
+            (cur && strcmp(a->backing, cur)) || (cur_fmt && strcmp(a->backing_fmt, cur_fmt))) {
+            *msg = "Cannot amend the backing file\nYou can use 'kvmbox-img rebase' instead.";
             return -EINVAL;
         }
-        if ((r = img_qcow2_set_backing(im, a->backing, a->backing_fmt)) < 0)
-            return r;
     }
     if (a->lazy != !!(q->compat & QCOW2_COMPAT_LAZY_REFCOUNTS)) {
         if (a->lazy && a->version < 3) {

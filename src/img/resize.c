@@ -2,7 +2,9 @@
  * bigger L1 table made durable before the header points to it, shared with
  * snapshot -a: qmeta_grow_l1;
  * shrinking discards the clusters past the new end and drops their L2
- * tables). qemu-img's syntax: [+|-]size, --shrink, --preallocation. */
+ * tables; growing over a longer backing file zeroes the new area, so the
+ * backing file's bytes past the old end do not appear, as in qemu-img).
+ * qemu-img's syntax: [+|-]size, --shrink, --preallocation. */
 #include "img/qmeta.h"
 
 #include <errno.h>
@@ -20,7 +22,14 @@ int img_qcow2_resize(struct img *im, uint64_t size)
     struct qcow2 *s = im->q;
     uint64_t cs = s->cluster_size;
     uint64_t need = qmeta_l1_entries(s, size);
+    uint64_t old = s->size, zero_end = 0;
     int r = 0;
+    if (size > old && s->backing && s->backing->len > old) {
+        /* Zero clusters hide the backing file; version 2 has none. */
+        if (s->version < 3)
+            return -ENOTSUP;
+        zero_end = size < s->backing->len ? size : s->backing->len;
+    }
     if (size < s->size) {
         uint64_t a = (size + cs - 1) & ~(cs - 1);
         if (a < s->size && (r = im->drv->discard(im->st, a, s->size - a)) < 0)
@@ -49,6 +58,8 @@ int img_qcow2_resize(struct img *im, uint64_t size)
     if (r == 0)
         r = qcow2_meta_writeback(s, true, true);
     pthread_mutex_unlock(&s->lock);
+    if (r == 0 && zero_end && (r = im->drv->write_zeroes(im->st, old, zero_end - old)) == 0)
+        r = im->drv->flush(im->st);
     return r;
 }
 
@@ -132,7 +143,7 @@ int img_resize(int argc, char **argv)
         return 1;
     }
     struct img im;
-    if (img_open(&im, name, fmt, IMG_RW | IMG_NO_BACKING) < 0)
+    if (img_open(&im, name, fmt, IMG_RW) < 0)    /* backing length: see img_qcow2_resize */
         return 1;
     uint64_t cur = im.size, size = n;
     if (rel > 0)
@@ -171,6 +182,10 @@ int img_resize(int argc, char **argv)
         if (!quiet)
             printf("Image resized.\n");
         return 0;
+    }
+    if (r == -ENOTSUP) {
+        img_err("Failed to zero out new clusters: Operation not supported");
+        goto out;
     }
     if (r < 0) {
         img_err("Error resizing image: %s", strerror(-r));

@@ -314,6 +314,18 @@ t_resize() {
     qemu-img create -q -f qcow2 -o cluster_size=4k g.qcow2 1M
     qemu-io -c 'write -P 5 0 64k' g.qcow2 >/dev/null
     "$K" resize g.qcow2 10G >/dev/null && qcheck g.qcow2 && qemu-io -c 'read -P 5 0 64k' -c 'write -P 6 9G 64k' g.qcow2 >/dev/null && qcheck g.qcow2 || e="$e; L1 growth"
+    # Shrunk below its backing file's end, then grown: the new area reads
+    # zeros, not the backing file (version 3); version 2 cannot, and fails.
+    qemu-img create -q -f raw bk.raw 4M; qemu-io -f raw -c 'write -P 0x30 0 4M' bk.raw >/dev/null
+    for compat in 1.1 0.10; do
+        for cs in 4k 64k; do
+            qemu-img create -q -f qcow2 -o compat=$compat,cluster_size=$cs -b bk.raw -F raw ov.qcow2
+            qemu-img resize -q --shrink ov.qcow2 1999872
+            out=$(same_on_copies ov.qcow2 resize @ +3M) || e="$e; $compat/$cs: $out"
+            qcheck k_ov.qcow2 || e="$e; $compat/$cs: check"
+            qemu-img compare q_ov.qcow2 k_ov.qcow2 >/dev/null || e="$e; $compat/$cs: content"
+        done
+    done
     [ -z "$e" ] && pass resize || fail resize "${e#; }"
 }
 
@@ -469,7 +481,12 @@ t_amend() {
     "$K" amend -o lazy_refcounts=off a.qcow2 && qemu-img info a.qcow2 | grep -q "lazy refcounts: false" || e="$e; lazy_refcounts=off"
     "$K" amend -o size=32M a.qcow2 && qemu-img info a.qcow2 | grep -q "(33554432 bytes)" || e="$e; size"
     qemu-img create -q -f qcow2 b.qcow2 1M
-    "$K" amend -o backing_file=b.qcow2,backing_fmt=qcow2 a.qcow2 && qemu-img info a.qcow2 | grep -q "backing file: b.qcow2" || e="$e; backing_file"
+    out=$(same_on_copies a.qcow2 amend -o backing_file=b.qcow2,backing_fmt=qcow2 @) || e="$e; $out"
+    out=$(same_on_copies a.qcow2 amend -o backing_fmt=raw,size=48M @) || e="$e; $out"
+    qemu-img create -q -f qcow2 -b b.qcow2 -F qcow2 ov.qcow2
+    for o in backing_file=b.qcow2,backing_fmt=qcow2 backing_file=b.qcow2 backing_file=c.qcow2,backing_fmt=qcow2; do
+        out=$(same_on_copies ov.qcow2 amend -o $o @) || e="$e; ov $o: $out"
+    done
     qcheck a.qcow2 || e="$e; check 2"
     out=$(same_on_copies a.qcow2 amend -o foo=bar @) || e="$e; $out"
 
