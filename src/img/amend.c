@@ -372,7 +372,7 @@ int img_amend(int argc, char **argv)
             break;
         case 'h': printf("usage: kvmbox-img amend [-f fmt] [-p] [-q] -o options filename\n");
                   ret = 0; goto out;
-        default: img_err("unrecognized option '%s'", argv[optind - 1]); goto out;
+        default: img_bad_option(c, argv[optind - 1]); goto out;
         }
     }
     if (optind != argc - 1) {

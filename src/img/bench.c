@@ -142,7 +142,7 @@ int img_bench(int argc, char **argv)
                          "[--flush-interval=flush_interval] [-n] [-o offset] [--pattern=pattern] "
                          "[-q] [-s buffer_size] [-S step_size] [-t cache] [-w] filename\n");
                   return 0;
-        default: img_err("unrecognized option '%s'", argv[optind - 1]); return 1;
+        default: return img_bad_option(c, argv[optind - 1]);
         }
     }
     if (optind != argc - 1) {

@@ -597,8 +597,7 @@ int img_check(int argc, char **argv)
             break;
         case 'h': printf("usage: kvmbox-img check [-f fmt] [--output=ofmt] [-r [leaks | all]] "
                          "[-q] filename\n"); return 0;
-        case ':': img_err("option '%s' requires an argument", argv[optind - 1]); return 1;
-        default: img_err("unrecognized option '%s'", argv[optind - 1]); return 1;
+        default: return img_bad_option(c, argv[optind - 1]);
         }
     }
     bool json = !strcmp(output, "json");

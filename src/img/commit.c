@@ -3,7 +3,6 @@
  * top and the intermediate images hold goes into BASE, deeper in the
  * chain; as qemu-img, no image above BASE is changed (-b implies -d). */
 #include "img/bstat.h"
-#include "img/opterr.h"
 #include "img/qmeta.h"
 
 #include <errno.h>

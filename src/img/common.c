@@ -9,6 +9,13 @@
 #include <string.h>
 #include <sys/stat.h>
 
+int img_bad_option(int c, const char *opt)
+{
+    img_err("%s '%s'", c == ':' ? "missing argument for option" : "unrecognized option", opt);
+    fprintf(stderr, "Try 'kvmbox-img --help' for more information\n");
+    return 1;
+}
+
 void img_err(const char *fmt, ...)
 {
     char buf[2048];

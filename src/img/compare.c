@@ -73,7 +73,7 @@ int img_compare(int argc, char **argv)
         case 'T': case 'U': break;
         case 'h': printf("usage: kvmbox-img compare [-f fmt] [-F fmt] [-p] [-q] [-s] filename1 "
                          "filename2\n"); return 0;
-        default: img_err("unrecognized option '%s'", argv[optind - 1]); return 2;
+        default: return img_bad_option(c, argv[optind - 1]);
         }
     }
     if (quiet)

@@ -3,7 +3,6 @@
  * and zero ranges so the target stays sparse; -c writes zlib-compressed
  * qcow2 clusters; -l copies an internal snapshot of a qcow2 source. */
 #include "img/bstat.h"
-#include "img/opterr.h"
 #include "img/snapsel.h"
 
 #include <errno.h>

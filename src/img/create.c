@@ -307,11 +307,8 @@ int img_create(int argc, char **argv)
                    "[-u] [-o options] filename [size]\n");
             ret = 0;
             goto out;
-        case ':':
-            img_err("option '%s' requires an argument", argv[optind - 1]);
-            goto out;
         default:
-            img_err("unrecognized option '%s'", argv[optind - 1]);
+            img_bad_option(c, argv[optind - 1]);
             goto out;
         }
     }

@@ -47,6 +47,11 @@ const char *img_probe(const char *name);
 /* "kvmbox-img: " + message + newline on stderr. */
 void img_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+/* For getopt's ':' (missing argument) or '?' (unknown option) on `opt`
+ * (every verb's optstring starts with ':'): qemu-img's message and its
+ * "Try ... --help" line. Returns 1, the exit code. */
+int img_bad_option(int c, const char *opt);
+
 /* qemu-img's size syntax: number with optional k/M/G/T/P/E (binary) or b
  * suffix, fractions allowed ("1.5G"). false if invalid. */
 bool img_parse_size(const char *s, uint64_t *out);

@@ -209,7 +209,7 @@ int img_info(int argc, char **argv)
         case 'h': printf("usage: kvmbox-img info [-f fmt] [--output=ofmt] [--backing-chain] "
                          "filename\n"); return 0;
         case 'I': img_err("--image-opts is not supported"); return 1;
-        default: img_err("unrecognized option '%s'", argv[optind - 1]); return 1;
+        default: return img_bad_option(c, argv[optind - 1]);
         }
     }
     bool json = !strcmp(output, "json");

@@ -68,7 +68,7 @@ int img_map(int argc, char **argv)
             break;
         case 'h': printf("usage: kvmbox-img map [-f fmt] [--output=ofmt] [--start-offset=OFFSET] "
                          "[--max-length=LEN] filename\n"); return 0;
-        default: img_err("unrecognized option '%s'", argv[optind - 1]); return 1;
+        default: return img_bad_option(c, argv[optind - 1]);
         }
     }
     bool json = !strcmp(output, "json");

@@ -93,7 +93,7 @@ int img_measure(int argc, char **argv)
             break;
         case 'h': printf("usage: kvmbox-img measure [--output=ofmt] [-O output_fmt] [-o options] "
                          "[--size N | [-f fmt] filename]\n"); ret = 0; goto out;
-        default: img_err("unrecognized option '%s'", argv[optind - 1]); goto out;
+        default: img_bad_option(c, argv[optind - 1]); goto out;
         }
     }
     bool json = !strcmp(output, "json");

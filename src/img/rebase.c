@@ -42,7 +42,7 @@ int img_rebase(int argc, char **argv)
         case 't': case 'T': case 'U': break;
         case 'h': printf("usage: kvmbox-img rebase [-f fmt] [-p] [-q] [-u] -b backing_file "
                          "[-F backing_fmt] filename\n"); return 0;
-        default: img_err("unrecognized option '%s'", argv[optind - 1]); return 1;
+        default: return img_bad_option(c, argv[optind - 1]);
         }
     }
     if (quiet)

@@ -119,7 +119,7 @@ int img_resize(int argc, char **argv)
         case 'S': shrink = true; break;
         case 'h': printf("usage: kvmbox-img resize [-f fmt] [--preallocation=prealloc] [-q] "
                          "[--shrink] filename [+ | -]size\n"); return 0;
-        default: img_err("unrecognized option '%s'", argv[optind - 1]); return 1;
+        default: return img_bad_option(c, argv[optind - 1]);
         }
     }
     if (optind != argc - 1) {

@@ -15,7 +15,6 @@
  * A crash at any point leaks clusters at worst. OFLAG_COPIED is then
  * recomputed for the active tables. */
 #include "img/img.h"
-#include "img/opterr.h"
 #include "img/qmeta.h"
 
 #include <errno.h>

@@ -7,6 +7,12 @@
 # kvmbox's exit. One line per check on stdout:
 #     PASS name | FAIL name: reason | SKIP name: reason
 # Diagnostics (progress, the kernel lines around a failure) go to stderr.
+#
+# The root disk is a qcow2 image that kvmbox-img converted from the ext4
+# image, with an internal snapshot of it taken before the boot: the guest's
+# writes (the rw mount updates the superblock and journal) copy the
+# clusters the snapshot shares; afterwards the image must check clean and
+# the snapshot still hold the original file system.
 # Exit status: 0 when nothing failed, 1 otherwise.
 #
 # Environment:
@@ -17,6 +23,7 @@
 #                          the boot takes minutes on a host whose KVM
 #                          emulates ring 0, ~1 s with VT-x/AMD-V).
 #   KVMBOX_LINUX_LPJ       lpj= for the guest (default 1000000).
+#   KVMBOX_IMG             the image tool (default build/kvmbox-img).
 #   KVMBOX_LOG_DIR         where the console logs and kvmbox's output are
 #                          kept (default build/test-logs; "" keeps nothing).
 #
@@ -41,13 +48,14 @@ here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=tests/lib.sh
 . "$here/../lib.sh"
 vmm=$(kvmbox_bin build/kvmbox)
+kimg=$(KVMBOX=${KVMBOX_IMG:-} kvmbox_bin build/kvmbox-img)
 boot_timeout=${KVMBOX_LINUX_TIMEOUT:-600}
 lpj=${KVMBOX_LINUX_LPJ:-1000000}
 log_dir=${KVMBOX_LOG_DIR-$top/build/test-logs}
 
 checks=(linux-version linux-pvh-entry linux-e820-ram linux-acpi-tables linux-smp
         linux-kvm-clock linux-serial-16550a linux-virtio-blk linux-ext4-mount
-        linux-ext4-mount-count linux-hvc-console linux-hwrng linux-run-init
+        linux-ext4-mount-count linux-qcow2-root linux-hvc-console linux-hwrng linux-run-init
         linux-exit-status linux-init-marker linux-rootfs-file
         linux-acpi-poweroff)
 
@@ -63,10 +71,12 @@ if [ -n "$problem" ]; then
     all SKIP "$problem"
     exit 0
 fi
-if ! command -v "$vmm" >/dev/null; then
-    all FAIL "no boot: $vmm not found or not executable (run make)"
-    exit 1
-fi
+for b in "$vmm" "$kimg"; do
+    if ! command -v "$b" >/dev/null; then
+        all FAIL "no boot: $b not found or not executable (run make)"
+        exit 1
+    fi
+done
 
 for tool in dumpe2fs debugfs; do
     command -v "$tool" >/dev/null || [ -x "/sbin/$tool" ] ||
@@ -102,14 +112,18 @@ trap 'exit 143' TERM
 serial=$tmp/serial.log
 hvc=$tmp/hvc.log
 dlog=$tmp/kvmbox-D.log
-# The guest writes its root file system: boot a copy of the cached image.
-img=$tmp/rootfs.ext4
-cp "$rootfs" "$img"
-img_bytes=$(stat -c %s "$img")
+# The guest writes its root file system: boot a qcow2 copy of the cached
+# image, with the snapshot "pristine" taken before the boot.
+img=$tmp/rootfs.qcow2
+"$kimg" convert -f raw -O qcow2 "$rootfs" "$img" &&
+    "$kimg" snapshot -c pristine "$img" ||
+    { all FAIL "no boot: $kimg could not make the qcow2 root image"; exit 1; }
+img_bytes=$(stat -c %s "$rootfs")
+raw_after=$tmp/rootfs-after.ext4
 mount_count() {  # the ext4 superblock's mount count of image $1
     dumpe2fs -h "$1" 2>/dev/null | sed -nE 's/^Mount count: *([0-9]+)$/\1/p'
 }
-mounts_before=$(mount_count "$img")
+mounts_before=$(mount_count "$rootfs")
 # The workarounds for a KVM that emulates ring 0 (kvm-on-this-host.md),
 # shared with scripts/boot-default-vm.sh; the list below if it is missing.
 workarounds="noxsave clearcpuid=cx16,smap,smep,pku,umip,popcnt,fsgsbase,rdpid"
@@ -129,14 +143,14 @@ append="console=hvc0 earlyprintk=serial root=/dev/vda rw rootwait init=/init"
 append+=" 8250.nr_uarts=1 lpj=$lpj $workarounds panic=-1"
 # shellcheck disable=SC2054  # the commas are inside -drive/-device options
 cmd=("$vmm" -m 256 -smp 2 -kernel "$kernel" -append "$append"
-     -drive "file=$img,if=none,id=root,format=raw,cache=writeback"
+     -drive "file=$img,if=none,id=root,format=qcow2,cache=writeback"
      -device virtio-blk-pci,drive=root,serial=kvmbox-root
      -device virtio-serial-pci -chardev "file,id=hvc,path=$hvc"
      -device virtconsole,chardev=hvc -device virtio-rng-pci
      -display none -serial "file:$serial" -D "$dlog" -no-reboot)
 
 note "kernel $kernel"
-note "root file system: a copy of $rootfs (${img_bytes} bytes, mount count ${mounts_before:-?})"
+note "root file system: a qcow2 copy of $rootfs (${img_bytes} bytes, mount count ${mounts_before:-?})"
 note "booting (bounded by ${boot_timeout} s): ${cmd[*]}"
 start=$(date +%s)
 timeout -k 10 "$boot_timeout" "${cmd[@]}" \
@@ -252,8 +266,29 @@ fi
 # 8. The root file system mounted (read-write: root=/dev/vda rw).
 check_grep linux-ext4-mount 'EXT4-fs (vda): mounted filesystem' 'EXT4|vda|VFS|root'
 
-# 9. The host sees the rw mount: the superblock's mount count went up by 1.
-mounts_after=$(mount_count "$img")
+# 9. The qcow2 root after the guest's writes: kvmbox-img (and qemu-img,
+# when installed) find no error, its contents convert to raw, and the
+# snapshot taken before the boot still holds the original image.
+why=
+"$kimg" check "$img" >"$tmp/check.txt" 2>&1 || why="kvmbox-img check: $(tail -n 3 "$tmp/check.txt" | tr '\n' ' ')"
+if [ -z "$why" ] && command -v qemu-img >/dev/null &&
+   ! qemu-img check "$img" >"$tmp/check.txt" 2>&1; then
+    why="qemu-img check: $(tail -n 3 "$tmp/check.txt" | tr '\n' ' ')"
+fi
+[ -n "$why" ] || "$kimg" convert -O raw "$img" "$raw_after" || why="kvmbox-img convert to raw failed"
+[ -n "$why" ] || "$kimg" convert -O raw -l pristine "$img" "$tmp/pristine.ext4" ||
+    why="kvmbox-img convert -l pristine failed"
+[ -n "$why" ] || cmp -s "$tmp/pristine.ext4" "$rootfs" ||
+    why="the snapshot taken before the boot no longer equals the original image"
+if [ -z "$why" ]; then
+    pass linux-qcow2-root
+    note "qcow2 root: $(grep -m1 -E 'allocated' "$tmp/check.txt" || true)"
+else
+    fail linux-qcow2-root "$why"
+fi
+
+# 10. The host sees the rw mount: the superblock's mount count went up by 1.
+mounts_after=$(mount_count "$raw_after")
 if [ -n "$mounts_before" ] && [ -n "$mounts_after" ] &&
    [ "$mounts_after" -eq $(( mounts_before + 1 )) ]; then
     pass linux-ext4-mount-count
@@ -263,7 +298,7 @@ else
     context 'EXT4|vda'
 fi
 
-# 10. The kernel log moved to hvc0 once the virtio console was there.
+# 11. The kernel log moved to hvc0 once the virtio console was there.
 hvc_lines=$(grep -cE '^\[ *[0-9]+\.[0-9]+\] ' "$tmp/hvc.txt" || true)
 if grep -qF 'Run /init as init process' "$tmp/hvc.txt"; then
     pass linux-hvc-console
@@ -273,7 +308,7 @@ else
     context 'virtio|hvc|console'
 fi
 
-# 11. The kernel's hwrng core read from virtio-rng (kvmbox's -D log says so).
+# 12. The kernel's hwrng core read from virtio-rng (kvmbox's -D log says so).
 if grep -qF 'virtio-rng: the guest driver requested entropy' "$dlog"; then
     pass linux-hwrng
 else
@@ -281,10 +316,10 @@ else
     context 'rng|random|virtio'
 fi
 
-# 12. The kernel got as far as starting init from the ext4 root.
+# 13. The kernel got as far as starting init from the ext4 root.
 check_grep linux-run-init 'Run /init as init process' 'Run /init|Kernel panic|VFS|EXT4|vda'
 
-# 13-16. How the boot ended.
+# 14-17. How the boot ended.
 marker=$(grep -m1 -oE 'KVMBOX-INIT-OK cpus=[0-9]+' "$log" || true)
 init_crash=$(grep -m1 -E 'Attempted to kill init|init\[1\]: segfault' "$log" || true)
 if [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then
@@ -314,7 +349,7 @@ if [ -n "$marker" ]; then
     # /init's write round trip: the file it wrote, read from the image.
     want=$(grep -m1 -oE 'KVMBOX-ROOTFS-FILE sha256=[0-9a-f]{64}' "$log" || true)
     want=${want#*sha256=}
-    got=$(debugfs -R 'cat /kvmbox-rw-test' "$img" 2>/dev/null | sha256sum | cut -d' ' -f1)
+    got=$(debugfs -R 'cat /kvmbox-rw-test' "$raw_after" 2>/dev/null | sha256sum | cut -d' ' -f1)
     if [ -z "$want" ]; then
         fail linux-rootfs-file "init printed no KVMBOX-ROOTFS-FILE line (was / mounted ext4 rw?)"
         context 'KVMBOX|EXT4|vda'
