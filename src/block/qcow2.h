@@ -29,10 +29,6 @@ struct qcow2_open_options {
     /* Do not open backing files: unallocated clusters read as zeros
      * (fuzzing, where the image is hostile and names host files). */
     bool no_backing;
-    /* Open read-write even with internal snapshots: for metadata-only
-     * callers (kvmbox-img snapshot), which must not write guest data (the
-     * driver does not copy shared clusters on write yet). */
-    bool allow_snapshots;
     /* cache=unsafe (kvmbox-img convert's default, as qemu-img's): never
      * fdatasync, not even as a write-back ordering barrier, so a crash
      * may leave anything; for images that are thrown away on failure. */
@@ -47,9 +43,9 @@ int qcow2_open_ex(void **state, struct blk_file *file, bool read_only,
                   const struct qcow2_open_options *o, char *err, unsigned errlen);
 
 /* Write one whole guest cluster at cluster-aligned `off` compressed with
- * zlib (QEMU's -c; the image's last cluster may be short: len is then the
- * rest of the image). Stored uncompressed when it does not shrink. The
- * cluster must not be shared by a snapshot. For kvmbox-img convert -c. */
+ * the image's compression type, zlib or zstd (QEMU's -c; the image's last
+ * cluster may be short: len is then the rest of the image). Stored
+ * uncompressed when it does not shrink. For kvmbox-img convert -c. */
 int qcow2_write_compressed(void *state, uint64_t off, const void *buf, uint64_t len);
 
 enum qcow2_prealloc { QCOW2_PREALLOC_OFF, QCOW2_PREALLOC_METADATA };

@@ -112,20 +112,6 @@ int qcow2_header_build(uint8_t *h, uint64_t cs, const struct qcow2_hdr_desc *d, 
     return 0;
 }
 
-/* Spec "Refcount blocks": big endian entries; narrower than a byte, the
- * least significant bits first. */
-void qcow2_refblock_put(uint32_t bits, uint8_t *blk, uint64_t i, uint64_t v)
-{
-    if (bits < 8) {
-        unsigned per = 8 / bits, sh = (unsigned)(i % per) * bits;
-        uint8_t mask = (uint8_t)(((1u << bits) - 1) << sh);
-        blk[i / per] = (uint8_t)((blk[i / per] & ~mask) | ((v << sh) & mask));
-        return;
-    }
-    for (unsigned k = bits / 8; k-- > 0; v >>= 8)
-        blk[i * (bits / 8) + k] = (uint8_t)v;
-}
-
 /* The options qcow2_create refuses (the messages are QEMU's). */
 static int check_options(const struct qcow2_create_options *o, char *err, unsigned errlen)
 {

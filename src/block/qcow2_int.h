@@ -244,7 +244,9 @@ struct qcow2_hdr_desc {
  * with a reason when it does not fit in one cluster. */
 int qcow2_header_build(uint8_t *h, uint64_t cs, const struct qcow2_hdr_desc *d, char *err,
                        unsigned errlen);
-/* Entry i of a refcount block with `bits`-wide entries := v. */
+/* Entry i of a refcount block with `bits`-wide entries := v (spec
+ * "Refcount blocks": big endian; narrower than a byte, the least
+ * significant bits first). In qcow2_meta.c. */
 void qcow2_refblock_put(uint32_t bits, uint8_t *blk, uint64_t i, uint64_t v);
 
 /* A snapshot's L1 table (amend walks snapshots' tables too). */

@@ -104,18 +104,21 @@ static uint64_t rb_get(const struct qcow2 *s, const uint8_t *b, uint64_t i)
     return v;
 }
 
-static void rb_set(const struct qcow2 *s, uint8_t *b, uint64_t i, uint64_t v)
+void qcow2_refblock_put(uint32_t bits, uint8_t *blk, uint64_t i, uint64_t v)
 {
-    uint32_t bits = s->refcount_bits;
     if (bits < 8) {
         unsigned per = 8 / bits, sh = (unsigned)(i % per) * bits;
         uint8_t mask = (uint8_t)(((1u << bits) - 1) << sh);
-        b[i / per] = (uint8_t)((b[i / per] & ~mask) | ((v << sh) & mask));
+        blk[i / per] = (uint8_t)((blk[i / per] & ~mask) | ((v << sh) & mask));
         return;
     }
-    unsigned bytes = bits / 8;
-    for (int k = (int)bytes - 1; k >= 0; k--, v >>= 8)
-        b[i * bytes + (unsigned)k] = (uint8_t)v;
+    for (unsigned k = bits / 8; k-- > 0; v >>= 8)
+        blk[i * (bits / 8) + k] = (uint8_t)v;
+}
+
+static void rb_set(const struct qcow2 *s, uint8_t *b, uint64_t i, uint64_t v)
+{
+    qcow2_refblock_put(s->refcount_bits, b, i, v);
 }
 
 static int rb_offset(struct qcow2 *s, uint64_t cluster, uint64_t *off)
