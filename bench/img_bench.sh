@@ -64,6 +64,9 @@ row() {   # row NAME BYTES PREP ARGS...
 fresh='rm -f b.qcow2; qemu-img create -q -f qcow2 b.qcow2 '"${mib}M"
 prealloc='rm -f b.qcow2; qemu-img create -q -f qcow2 -o preallocation=metadata b.qcow2 '"${mib}M"
 full='[ -f full.qcow2 ] || { qemu-img create -q -f qcow2 full.qcow2 '"${mib}M"' && qemu-io -c "write -P 7 0 '"${mib}M"'" full.qcow2 >/dev/null; }'
+# An allocated image with an internal snapshot: every write copies the
+# cluster (and first its L2 table) that the snapshot shares.
+snap="$full"'; rm -f s.qcow2; cp full.qcow2 s.qcow2 && qemu-img snapshot -c s s.qcow2'
 # 4k "random": qemu-img bench walks offsets (start + i*step) % size, so a
 # step of 1 MiB + 4 KiB scatters requests over the whole image.
 scat=$((1048576 + 4096))
@@ -78,7 +81,9 @@ row "bench 4k scattered write, prealloc"   $((count * 4096)) "$prealloc" -- benc
 row "bench 64k sequential read"            $((c64 * 65536)) "$full" -- bench -c "$c64" -s 64k full.qcow2
 row "bench 64k sequential write, fresh"    $((c64 * 65536)) "$fresh" -- bench -w -c "$c64" -s 64k b.qcow2
 row "bench 64k sequential write, prealloc" $((c64 * 65536)) "$prealloc" -- bench -w -c "$c64" -s 64k b.qcow2
+row "bench 4k scattered write, snapshot COW" $((count * 4096)) "$snap" -- bench -w -c "$count" -s 4k -S $scat s.qcow2
 row "bench 4k read, depth 1"               $((count * 4096)) "$full" -- bench -d 1 -c "$count" -s 4k -S $scat full.qcow2
 row "convert qcow2 -> raw"                 $((mib << 20)) "$full; rm -f o.img" -- convert -O raw full.qcow2 o.img
 row "convert qcow2 -> qcow2"               $((mib << 20)) "$full; rm -f o.img" -- convert -O qcow2 full.qcow2 o.img
 row "convert -c qcow2 -> qcow2 (zlib)"     $((mib << 20)) "$full; rm -f o.img" -- convert -c -O qcow2 full.qcow2 o.img
+row "convert -c qcow2 -> qcow2 (zstd)"     $((mib << 20)) "$full; rm -f o.img" -- convert -c -O qcow2 -o compression_type=zstd full.qcow2 o.img
