@@ -511,15 +511,25 @@ struct block_backend *blk_open(const struct blk_options *o, struct loop *complet
             goto fail;
         } else {
             /* QEMU's words, so users and scripts recognise them. */
-            log_warn("Image format was not specified for '%s' and probing guessed raw.\n"
-                     "         Automatically detecting the format is dangerous for raw images, "
-                     "write operations on block 0 will be restricted.\n"
-                     "         Specify the 'raw' format explicitly to remove the restrictions.",
-                     o->filename);
+            log_warn(blk_probed_raw_warning, o->filename);
             b->probed_raw = !o->read_only;
         }
     }
 
+    /* QEMU's image locks: a guest device's; snapshot=on reads the image
+     * only as the base of its overlay, as a backing file (sharing all). */
+    unsigned perm, deny;
+    blk_perms_for(drv->format, !(o->read_only || o->snapshot), true, &perm, &deny);
+    if (o->snapshot)
+        deny = 0;
+    char lerr[600];
+    if (blk_file_lock(&b->file, perm, deny, o->filename, lerr, sizeof lerr) < 0) {
+        char *nl = strchr(lerr, '\n');
+        if (nl)
+            *nl = ' ';      /* one line: "... lock Is another process using ..." */
+        snprintf(err, errlen, "%s", lerr);
+        goto fail;
+    }
     if (drv->open(&b->drv_state, &b->file, o->read_only || o->snapshot, &o->fmt, err, errlen) < 0)
         goto fail;
     b->length = drv->length(b->drv_state);

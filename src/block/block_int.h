@@ -48,6 +48,27 @@ int blk_file_pwrite(struct blk_file *f, uint64_t off, const void *buf, uint64_t 
 int blk_file_flush(struct blk_file *f);
 int blk_file_discard(struct blk_file *f, uint64_t off, uint64_t len);
 int blk_file_write_zeroes(struct blk_file *f, uint64_t off, uint64_t len);
+/* Image locks, QEMU's (lock.c): what this user does with the image and
+ * what it does not let others do. */
+enum blk_perm {
+    BLK_PERM_CONSISTENT_READ = 1,
+    BLK_PERM_WRITE = 2,
+    BLK_PERM_WRITE_UNCHANGED = 4,
+    BLK_PERM_RESIZE = 8,
+};
+/* Lock f for `perm`, denying `deny` to others. 0; -EAGAIN when another
+ * user conflicts, with QEMU's two-line message ("Failed to get \"write\"
+ * lock" / "Is another process using the image [name]?") in err; another
+ * -errno with a reason. No-op where the file system has no OFD locks. */
+int blk_file_lock(struct blk_file *f, unsigned perm, unsigned deny, const char *name,
+                  char *err, unsigned errlen);
+/* The locks a format's user takes (QEMU's): qcow2 keeps its metadata
+ * consistent only without other writers or resizers; on a raw image only
+ * `raw_exclusive` users (a guest's disk, a convert source) deny writing,
+ * other tools share it. */
+void blk_perms_for(const char *format, bool write, bool raw_exclusive, unsigned *perm,
+                   unsigned *deny);
+
 /* Can this request go to the kernel as is (O_DIRECT alignment)? */
 bool blk_file_aligned(const struct blk_file *f, uint64_t off, uint64_t len,
                       const struct iovec *iov, unsigned cnt);
@@ -125,5 +146,8 @@ enum { BLK_PROBE_SIZE = 512 };
 /* The name of the image format whose magic starts `buf` (BLK_PROBE_SIZE
  * bytes), or NULL for none, i.e. raw. */
 const char *blk_probe_format(const uint8_t *buf, size_t len);
+/* QEMU's warning (a printf format taking the file name) when a raw image
+ * opened for writing had its format probed; block 0 is then guarded. */
+extern const char blk_probed_raw_warning[];
 
 #endif

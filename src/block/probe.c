@@ -45,3 +45,9 @@ const char *blk_probe_format(const uint8_t *buf, size_t len)
     }
     return NULL;
 }
+
+const char blk_probed_raw_warning[] =
+    "Image format was not specified for '%s' and probing guessed raw.\n"
+    "         Automatically detecting the format is dangerous for raw images, write operations "
+    "on block 0 will be restricted.\n"
+    "         Specify the 'raw' format explicitly to remove the restrictions.";

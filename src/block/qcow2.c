@@ -731,6 +731,9 @@ static int open_backing(struct qcow2 *s, const char *image, const char *name, co
     int r = blk_file_open(&bk->file, path, BLK_FILE_RDONLY | (s->file->direct ? BLK_FILE_DIRECT
                                                                               : 0),
                           ferr, sizeof ferr);
+    /* A backing file is only read, and shares everything (QEMU's locks). */
+    if (r == 0)
+        r = blk_file_lock(&bk->file, BLK_PERM_CONSISTENT_READ, 0, path, ferr, sizeof ferr);
     if (r < 0) {
         snprintf(err, errlen, "'%s': could not open backing file: %s", image, ferr);
         return r;

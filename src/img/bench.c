@@ -121,7 +121,8 @@ int img_bench(int argc, char **argv)
             }
             break;
         case 'w': write = true; break;
-        case 'U': case 'D': break;
+        case 'U': img_force_share = true; break;
+        case 'D': break;
         case 'F':
             if (!parse_u64(optarg, &flush) || flush > INT32_MAX) {
                 img_err("Invalid flush interval specified");

@@ -423,7 +423,7 @@ static int check_image(const char *name, const char *fmt, unsigned fix, struct r
 {
     struct img im;
     struct ck c;
-    if (img_open(&im, name, fmt, IMG_NO_BACKING) < 0)
+    if (img_open(&im, name, fmt, IMG_NO_BACKING | (fix ? IMG_LOCK_RW : 0)) < 0)
         return -EINVAL;
     if (!im.q) {
         img_close(&im);
@@ -455,7 +455,7 @@ static int check_image(const char *name, const char *fmt, unsigned fix, struct r
         ck_free(&c);
         img_close(&im);
         struct result saved = *res, tmp;
-        if ((r = img_open(&im, name, fmt, IMG_NO_BACKING)) < 0)
+        if ((r = img_open(&im, name, fmt, IMG_NO_BACKING | IMG_LOCK_RW)) < 0)
             return r;
         if ((r = ck_load(&c, &im, &tmp)) < 0) {
             img_close(&im);
@@ -584,7 +584,8 @@ int img_check(int argc, char **argv)
         case 'f': fmt = optarg; break;
         case 'O': output = optarg; break;
         case 'q': quiet = true; break;
-        case 'T': case 'U': break;
+        case 'U': img_force_share = true; break;
+        case 'T': break;
         case 'r':
             if (!strcmp(optarg, "leaks"))
                 fix = FIX_LEAKS;

@@ -9,6 +9,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
+bool img_force_share;
+
 int img_bad_option(int c, const char *opt)
 {
     img_err("%s '%s'", c == ':' ? "missing argument for option" : "unrecognized option", opt);
@@ -55,7 +57,7 @@ int img_open(struct img *im, const char *name, const char *fmt, unsigned flags)
 {
     memset(im, 0, sizeof *im);
     im->file.fd = -1;
-    bool quiet = flags & IMG_QUIET;
+    bool quiet = flags & IMG_QUIET, probed = !fmt;
     if (!fmt) {
         if (quiet) {
             struct blk_file f;
@@ -79,6 +81,12 @@ int img_open(struct img *im, const char *name, const char *fmt, unsigned flags)
         return -EINVAL;
     }
     im->fmt = strcmp(fmt, "raw") == 0 ? "raw" : "qcow2";
+    im->probed_raw = probed && (flags & IMG_RW) && !strcmp(im->fmt, "raw");
+    if (im->probed_raw && !quiet) {
+        fprintf(stderr, "WARNING: ");
+        fprintf(stderr, blk_probed_raw_warning, name);
+        fprintf(stderr, "\n");
+    }
     im->drv = blk_driver_find(im->fmt);
     im->name = strdup(name);
     if (!im->name || !im->drv)
@@ -94,6 +102,19 @@ int img_open(struct img *im, const char *name, const char *fmt, unsigned flags)
         return r;
     }
     im->file_open = true;
+    /* QEMU's image locks (-U: none, as qemu-img's force-share). */
+    unsigned perm, deny;
+    blk_perms_for(im->fmt, flags & (IMG_RW | IMG_LOCK_RW), flags & IMG_CONSISTENT, &perm, &deny);
+    if (!img_force_share &&
+        (r = blk_file_lock(&im->file, perm, deny, name, ferr, sizeof ferr)) < 0) {
+        if (!quiet)
+            img_err("Could not open '%s': %s", name, ferr);
+        blk_file_close(&im->file);
+        im->file_open = false;
+        free(im->name);
+        im->name = NULL;
+        return r;
+    }
     if (im->drv == &blk_driver_qcow2) {
         struct qcow2_open_options o = { .filename = name, .no_backing = flags & IMG_NO_BACKING,
                                         .no_sync = flags & IMG_UNSAFE };
@@ -145,6 +166,10 @@ int img_read(struct img *im, uint64_t off, void *buf, uint64_t len)
 
 int img_write(struct img *im, uint64_t off, const void *buf, uint64_t len)
 {
+    /* A probed raw image must not turn into another format (as QEMU). */
+    if (im->probed_raw && off < BLK_PROBE_SIZE && len &&
+        (off != 0 || len < BLK_PROBE_SIZE || blk_probe_format(buf, BLK_PROBE_SIZE)))
+        return -EPERM;
     struct iovec v = { (void *)buf, (size_t)len };
     return im->drv->pwritev(im->st, off, &v, 1, len);
 }

@@ -70,7 +70,8 @@ int img_compare(int argc, char **argv)
         case 'p': progress = true; break;
         case 'q': quiet = true; break;
         case 's': strict = true; break;
-        case 'T': case 'U': break;
+        case 'U': img_force_share = true; break;
+        case 'T': break;
         case 'h': printf("usage: kvmbox-img compare [-f fmt] [-F fmt] [-p] [-q] [-s] filename1 "
                          "filename2\n"); return 0;
         default: return img_bad_option(c, argv[optind - 1]);

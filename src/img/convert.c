@@ -335,7 +335,8 @@ int img_convert(int argc, char **argv)
                 goto out;
             }
             break;
-        case 'W': case 'U': case 'C': case 'r': case 'T': case 'm': case 'X': break;
+        case 'U': img_force_share = true; break;
+        case 'W': case 'C': case 'r': case 'T': case 'm': case 'X': break;
         case 'Z': cv.target_zeroed = true; break;
         case 'S':
             if (!img_parse_size(optarg, &cv.sparse) || (cv.sparse && cv.sparse % 512)) {
@@ -377,7 +378,7 @@ int img_convert(int argc, char **argv)
     }
     unsigned opened = 0;
     for (; opened < cv.nsrc; opened++) {
-        if (img_open(&cv.src[opened], argv[optind + opened], fmt, 0) < 0)
+        if (img_open(&cv.src[opened], argv[optind + opened], fmt, IMG_CONSISTENT) < 0)
             goto close_src;
         cv.total += cv.src[opened].size;
     }

@@ -23,6 +23,7 @@ struct img {
     struct blk_file file;
     bool file_open;
     struct qcow2 *q;                /* qcow2 state (st) or NULL */
+    bool probed_raw;                /* written, format guessed: block 0 guarded (img_write) */
     uint64_t size;
 };
 
@@ -32,7 +33,13 @@ enum {
     IMG_NOCACHE = 4,        /* O_DIRECT */
     IMG_QUIET = 8,          /* no error message */
     IMG_UNSAFE = 16,        /* cache=unsafe: no fdatasync (qcow2 no_sync) */
+    IMG_LOCK_RW = 32,       /* open read-only but lock as a writer (check -r writes by itself) */
+    IMG_CONSISTENT = 64,    /* a raw image too must not change meanwhile (convert's sources) */
 };
+
+/* -U (--force-share): open without QEMU's image locks (set by the verbs
+ * that take -U; read-only use of an image another process may write). */
+extern bool img_force_share;
 
 /* Open `name` as `fmt` (NULL: probe). 0, or -errno after printing
  * "kvmbox-img: Could not open ..." (unless IMG_QUIET). */

@@ -205,7 +205,7 @@ int img_info(int argc, char **argv)
         case 'f': fmt = optarg; break;
         case 'O': output = optarg; break;
         case 'B': chain = true; break;
-        case 'U': break;
+        case 'U': img_force_share = true; break;
         case 'h': printf("usage: kvmbox-img info [-f fmt] [--output=ofmt] [--backing-chain] "
                          "filename\n"); return 0;
         case 'I': img_err("--image-opts is not supported"); return 1;

@@ -52,7 +52,7 @@ int img_map(int argc, char **argv)
         switch (c) {
         case 'f': fmt = optarg; break;
         case 'O': output = optarg; break;
-        case 'U': break;
+        case 'U': img_force_share = true; break;
         case 's':
             if (!img_parse_size(optarg, &start)) {
                 img_err("Invalid start offset specified! You may use k, M, G, T, P or E "

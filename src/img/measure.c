@@ -76,7 +76,7 @@ int img_measure(int argc, char **argv)
         case 'f': fmt = optarg; break;
         case 'O': ofmt = optarg; break;
         case 'J': output = optarg; break;
-        case 'U': break;
+        case 'U': img_force_share = true; break;
         case 'l': img_err("snapshots (-l) are not supported by measure"); goto out;
         case 'o':
             if (!img_opts_add(&o, optarg)) {

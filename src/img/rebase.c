@@ -39,7 +39,8 @@ int img_rebase(int argc, char **argv)
         case 'u': unsafe = true; break;
         case 'p': progress = true; break;
         case 'q': quiet = true; break;
-        case 't': case 'T': case 'U': break;
+        case 'U': img_force_share = true; break;
+        case 't': case 'T': break;
         case 'h': printf("usage: kvmbox-img rebase [-f fmt] [-p] [-q] [-u] -b backing_file "
                          "[-F backing_fmt] filename\n"); return 0;
         default: return img_bad_option(c, argv[optind - 1]);

@@ -283,7 +283,7 @@ int img_snapshot(int argc, char **argv)
             break;
         case 'f': break;
         case 'q': quiet = true; break;
-        case 'U': break;
+        case 'U': img_force_share = true; break;
         case 'h': printf("usage: kvmbox-img snapshot [-l | -a snapshot | -c snapshot | -d "
                          "snapshot] [-q] filename\n"); return 0;
         default: return img_bad_option(c, argv[optind - 1]);

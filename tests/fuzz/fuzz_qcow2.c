@@ -1,4 +1,4 @@
-/* fuzz-sources: src/block/qcow2.c src/block/qcow2_meta.c src/block/qcow2_create.c src/block/qcow2_compress.c src/block/file.c src/block/raw.c src/block/probe.c src/core/log.c src/core/iov.c */
+/* fuzz-sources: src/block/qcow2.c src/block/qcow2_meta.c src/block/qcow2_create.c src/block/qcow2_compress.c src/block/file.c src/block/raw.c src/block/probe.c src/block/lock.c src/core/log.c src/core/iov.c */
 /* A qcow2 image is file input a user may have downloaded: header,
  * extensions, L1/L2 tables, compressed descriptors and refcounts must
  * never crash, hang or allocate without bound. The input becomes an

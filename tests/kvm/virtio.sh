@@ -18,6 +18,7 @@ cd "$(dirname "$0")/../.." || exit 1
 TMO=${KVM_TEST_TIMEOUT:-30}
 ALL_TESTS="virtio-blk virtio-blk-intx virtio-blk-readonly virtio-blk-snapshot"
 ALL_TESTS+=" virtio-blk-hostile virtio-rng virtio-blk-qcow2-backing virtio-blk-qcow2-snapshot"
+ALL_TESTS+=" image-locks"
 
 # shellcheck source=tests/kvm/lib.sh
 . tests/kvm/lib.sh
@@ -192,6 +193,65 @@ t_virtio_blk_qcow2_snapshot() {
     if [ -z "$r" ]; then pass $t; else fail $t "$r"; fi
 }
 
+# QEMU's image locks, both ways: while kvmbox runs a guest on a qcow2 and
+# a raw image, qemu-img/kvmbox-img may not open the qcow2 one (without -U),
+# a second kvmbox and qemu-system-x86_64 get neither; after kvmbox exits the
+# images are free. (kvmbox-img and a QEMU holding an image: tests/img.)
+t_image_locks() {
+    local t=image-locks r="" pid i out
+    local q=$SCRATCH/$t.qcow2 raw=$SCRATCH/$t.raw
+    local kimg=${KVMBOX%/kvmbox*}/kvmbox-img${KVMBOX##*/kvmbox}
+    if ! have qemu-img; then
+        skip $t "qemu-img not installed (Debian qemu-utils)"
+        return
+    fi
+    qemu-img create -q -f qcow2 "$q" 1M && qemu-img create -q -f raw "$raw" 1M
+    "$KVMBOX" -m 64 -kernel "$GUEST" -append "test=halt" -no-reboot -display none \
+        -serial "file:$SCRATCH/$t.serial" -drive "file=$q,if=virtio,format=qcow2" \
+        -drive "file=$raw,if=virtio,format=raw" >"$SCRATCH/$t.out" 2>"$SCRATCH/$t.err" </dev/null &
+    pid=$!
+    BGPIDS+=("$pid")
+    for ((i = 0; i < TMO * 10; i++)); do
+        grep -q '^halt: halting' "$SCRATCH/$t.serial" 2>/dev/null && break
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    grep -q '^halt: halting' "$SCRATCH/$t.serial" 2>/dev/null ||
+        r="the guest did not start ($(head -c 300 "$SCRATCH/$t.err"))"
+    if [ -z "$r" ]; then
+        out=$(qemu-img info "$q" 2>&1) && r="qemu-img info opened the image kvmbox writes"
+        [ -n "$r" ] || grep -q 'Failed to get shared "write" lock' <<<"$out" ||
+            r="qemu-img info: '$out'"
+        [ -n "$r" ] || qemu-img info -U "$q" >/dev/null 2>&1 || r="qemu-img info -U failed"
+        if [ -z "$r" ] && [ -x "$kimg" ]; then
+            out=$("$kimg" check -r all "$q" 2>&1) && r="kvmbox-img check -r all opened the image"
+            [ -n "$r" ] || grep -q 'Failed to get "write" lock' <<<"$out" ||
+                r="kvmbox-img check -r all: '$out'"
+        fi
+        [ -n "$r" ] || qemu-img info "$raw" >/dev/null 2>&1 ||
+            r="qemu-img info of the raw image failed (QEMU shares reading a raw image)"
+    fi
+    for d in "$q,format=qcow2" "$raw,format=raw"; do
+        [ -n "$r" ] && break
+        run_kvmbox $t-2 -m 64 -kernel "$GUEST" -append "test=halt" -display none \
+            -drive "file=$d,if=virtio"
+        if [ "$RC" = 0 ] || ! grep -q 'Failed to get "write" lock' "$SCRATCH/$t-2.err"; then
+            r="a second kvmbox on ${d%%,*}: exit $RC, '$(head -c 200 "$SCRATCH/$t-2.err")'"
+        fi
+        if [ -z "$r" ] && have qemu-system-x86_64; then
+            out=$(timeout 20 qemu-system-x86_64 -S -display none -nodefaults \
+                  -drive "file=$d,if=virtio" 2>&1) &&
+                r="qemu-system-x86_64 started on ${d%%,*}"
+            [ -n "$r" ] || grep -q 'Failed to get "write" lock' <<<"$out" ||
+                r="qemu-system-x86_64 on ${d%%,*}: '$out'"
+        fi
+    done
+    kill -TERM "$pid" 2>/dev/null
+    wait "$pid" 2>/dev/null
+    [ -n "$r" ] || qemu-img info "$q" >/dev/null 2>&1 || r="the qcow2 image is still locked after kvmbox exited"
+    if [ -z "$r" ]; then pass $t; else fail $t "$r"; fi
+}
+
 # A broken driver never kills the VMM: each hostile request puts the device
 # in NEEDS_RESET (the guest checks), kvmbox logs it and keeps running, and
 # after a reset the device serves a good request.
@@ -230,6 +290,7 @@ for t in $TESTS; do
     virtio-rng) t_virtio_rng ;;
     virtio-blk-qcow2-backing) t_virtio_blk_qcow2_backing ;;
     virtio-blk-qcow2-snapshot) t_virtio_blk_qcow2_snapshot ;;
+    image-locks) t_image_locks ;;
     *) fail "$t" "no such test (have: $ALL_TESTS)" ;;
     esac
 done
