@@ -109,8 +109,8 @@ static struct qcow2_cache_entry *l2_cow(struct qcow2 *s, uint64_t l1i, uint64_t 
 /* What the caller of l2_table will do with the table. */
 enum l2_use {
     L2_READ,        /* look only: NULL (with *ret 0) if the L1 entry is empty */
-    L2_MODIFY,      /* change entries: a shared table is copied first; NULL if empty */
-    L2_ALLOC,       /* as L2_MODIFY, and an empty L1 entry gets a new table */
+    L2_WRITE,       /* change entries: a shared table is copied first, an
+                     * empty L1 entry gets a new table */
 };
 
 /* The L2 table for guest cluster ci. */
@@ -129,11 +129,11 @@ static struct qcow2_cache_entry *l2_table(struct qcow2 *s, uint64_t ci, enum l2_
             *ret = corrupt("L2 table offset", l2);
             return NULL;
         }
-        if (use != L2_READ && !(s->l1[l1i] & QCOW2_OFLAG_COPIED))
+        if (use == L2_WRITE && !(s->l1[l1i] & QCOW2_OFLAG_COPIED))
             return l2_cow(s, l1i, l2, ret);
         return qcow2_cache_get(s, &s->l2_cache, l2, false, ret);
     }
-    if (use != L2_ALLOC)
+    if (use == L2_READ)
         return NULL;
     /* A new L2 table: its refcount (alloc) and contents (cache, dirty)
      * reach the disk before the L1 entry (write-back stages 1, 3, 4). */
@@ -315,7 +315,7 @@ static int write_alloc(struct qcow2 *s, uint64_t g, const struct iovec *iov, uns
     uint64_t cs = s->cluster_size, ci = g >> s->cluster_bits, in_off = g & (cs - 1);
     uint64_t mask = (1ull << s->l2_bits) - 1;
     int r;
-    struct qcow2_cache_entry *e = l2_table(s, ci, L2_ALLOC, &r);
+    struct qcow2_cache_entry *e = l2_table(s, ci, L2_WRITE, &r);
     if (!e)
         return r ? r : -EIO;
     uint64_t entry = qcow2_be64(e->data + (ci & mask) * 8), host, clen;
@@ -456,7 +456,7 @@ static int zero_clusters(struct qcow2 *s, uint64_t ci, uint64_t n, bool discard)
             continue;
         /* A change: the table is made private (or created) first. */
         if (r == 0)
-            e = l2_table(s, c, L2_ALLOC, &r);
+            e = l2_table(s, c, L2_WRITE, &r);
         if (!e) {
             r = r ? r : -EIO;
             continue;
@@ -556,7 +556,7 @@ int qcow2_write_compressed(void *opaque, uint64_t off, const void *buf, uint64_t
     }
     uint64_t ci = off >> s->cluster_bits, mask = (1ull << s->l2_bits) - 1;
     pthread_mutex_lock(&s->lock);
-    struct qcow2_cache_entry *e = l2_table(s, ci, L2_ALLOC, &r);
+    struct qcow2_cache_entry *e = l2_table(s, ci, L2_WRITE, &r);
     if (!e) {
         pthread_mutex_unlock(&s->lock);
         r = r ? r : -EIO;
@@ -567,7 +567,7 @@ int qcow2_write_compressed(void *opaque, uint64_t off, const void *buf, uint64_t
     uint64_t host = qcow2_alloc_bytes(s, clen, &r);
     if (host) {
         /* The L2 cache entry may have been evicted by the allocation. */
-        e = l2_table(s, ci, L2_ALLOC, &r);
+        e = l2_table(s, ci, L2_WRITE, &r);
     }
     if (!host || !e) {
         pthread_mutex_unlock(&s->lock);
