@@ -735,7 +735,7 @@ static int open_backing(struct qcow2 *s, const char *image, const char *name, co
     if (r == 0)
         r = blk_file_lock(&bk->file, BLK_PERM_CONSISTENT_READ, 0, path, ferr, sizeof ferr);
     if (r < 0) {
-        snprintf(err, errlen, "'%s': could not open backing file: %s", image, ferr);
+        snprintf(err, errlen, "Could not open backing file: %s", ferr);      /* QEMU's words */
         return r;
     }
     struct stat st;
@@ -764,7 +764,7 @@ static int open_backing(struct qcow2 *s, const char *image, const char *name, co
         char berr[512];
         r = qcow2_open_chain(&bk->state, &bk->file, true, &bo, chain, berr, sizeof berr);
         if (r < 0) {
-            snprintf(err, errlen, "'%s': backing file: %s", image, berr);
+            snprintf(err, errlen, "Could not open backing file: %s", berr);   /* QEMU nests these */
             bk->state = NULL;
             return r;
         }

@@ -324,7 +324,9 @@ static int amend_image(const char *name, const char *fmt, const struct img_opts 
                        bool progress)
 {
     struct img im;
-    if (img_open(&im, name, fmt, IMG_RW | IMG_NO_BACKING) < 0)
+    /* With its backing chain, as qemu-img: size= growth zeroes what a
+     * longer backing file would show (img_qcow2_resize). */
+    if (img_open(&im, name, fmt, IMG_RW) < 0)
         return 1;
     int ret = 1;
     struct amend a = { 0 };

@@ -489,6 +489,15 @@ t_amend() {
     done
     qcheck a.qcow2 || e="$e; check 2"
     out=$(same_on_copies a.qcow2 amend -o foo=bar @) || e="$e; $out"
+    # size= over a longer backing file: the new area reads zeros (qemu-img
+    # opens the chain for that, and fails without it).
+    qemu-img create -q -f raw amb.raw 4M; qemu-io -f raw -c 'write -P 0x30 0 4M' amb.raw >/dev/null
+    qemu-img create -q -f qcow2 -b amb.raw -F raw am.qcow2; qemu-img resize -q --shrink am.qcow2 1M
+    out=$(same_on_copies am.qcow2 amend -o size=4M @) || e="$e; $out"
+    qemu-img compare q_am.qcow2 k_am.qcow2 >/dev/null 2>&1 || e="$e; size= over a backing file: content"
+    mv amb.raw amb.gone
+    out=$(same_on_copies am.qcow2 amend -o lazy_refcounts=on @) || e="$e; missing backing: $out"
+    mv amb.gone amb.raw
 
     # Images with what compat, refcount_bits and zero expansion must handle:
     # zero clusters (plain, allocated, in front of a backing file), compressed
