@@ -523,7 +523,7 @@ struct block_backend *blk_open(const struct blk_options *o, struct loop *complet
     if (o->snapshot)
         deny = 0;
     char lerr[600];
-    if (blk_file_lock(&b->file, perm, deny, o->filename, lerr, sizeof lerr) < 0) {
+    if (!o->no_locking && blk_file_lock(&b->file, perm, deny, o->filename, lerr, sizeof lerr) < 0) {
         char *nl = strchr(lerr, '\n');
         if (nl)
             *nl = ' ';      /* one line: "... lock Is another process using ..." */

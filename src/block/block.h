@@ -52,6 +52,7 @@ struct blk_options {
     bool read_only;
     bool snapshot;              /* writes go to a temporary overlay dropped at exit */
     bool discard;               /* discard=unmap: pass discards down (else they succeed as no-ops) */
+    bool no_locking;            /* file.locking=off: no image locks (lock.c) */
     struct blk_format_options fmt;
 };
 

@@ -75,6 +75,7 @@ struct drive_config {
     enum blk_aio aio;
     bool snapshot, read_only, discard;
     uint64_t l2_cache_size, refcount_cache_size;   /* qcow2; 0: default */
+    bool no_locking;               /* file.locking=off: no image locks */
     char *serial;
     bool used;                     /* attached to a device (machine, at creation) */
 };

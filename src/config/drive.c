@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define DRIVE_FORM "file=PATH,if=virtio|none[,id=ID][,format=raw|qcow2][,cache=writeback|none|writethrough|directsync|unsafe][,aio=threads|io_uring][,snapshot=on][,readonly=on][,serial=S][,index=N][,l2-cache-size=SIZE][,refcount-cache-size=SIZE]"
+#define DRIVE_FORM "file=PATH,if=virtio|none[,id=ID][,format=raw|qcow2][,cache=writeback|none|writethrough|directsync|unsafe][,aio=threads|io_uring][,snapshot=on][,readonly=on][,serial=S][,index=N][,l2-cache-size=SIZE][,refcount-cache-size=SIZE][,file.locking=on|off|auto]"
 
 static int drive_fail(char *err, unsigned errlen, const char *fmt, const char *arg)
 {
@@ -122,6 +122,16 @@ int config_parse_drive(struct vm_config *cfg, const char *arg, char *err, unsign
         drive_cache_size(&kv, "l2-cache-size", &d.l2_cache_size, err, errlen) < 0 ||
         drive_cache_size(&kv, "refcount-cache-size", &d.refcount_cache_size, err, errlen) < 0)
         goto out;
+    if ((v = keyval_get(&kv, "file.locking"))) {
+        /* QEMU's file.locking: auto and on lock (auto quietly goes without
+         * where the file system has no OFD locks, as on does here too). */
+        if (!strcmp(v, "off"))
+            d.no_locking = true;
+        else if (strcmp(v, "on") && strcmp(v, "auto")) {
+            ret = drive_fail(err, errlen, "file.locking=%s: expected on, off or auto", v);
+            goto out;
+        }
+    }
     if ((v = keyval_get(&kv, "discard"))) {
         if (!strcmp(v, "unmap") || !strcmp(v, "on"))
             d.discard = true;

@@ -252,6 +252,11 @@ t_image_locks() {
                 r="qemu-system-x86_64 on ${d%%,*}: '$out'"
         fi
     done
+    # file.locking=off opts out (the user's call, as in QEMU).
+    if [ -z "$r" ]; then
+        vm $t-3 "test=hello" -no-reboot -drive "file=$raw,format=raw,if=virtio,file.locking=off"
+        [ "$RC" = 0 ] || r="file.locking=off: exit $RC, '$(head -c 200 "$SCRATCH/$t-3.err")'"
+    fi
     kill -TERM "$pid" 2>/dev/null
     wait "$pid" 2>/dev/null
     [ -n "$r" ] || qemu-img info "$q" >/dev/null 2>&1 || r="the qcow2 image is still locked after kvmbox exited"

@@ -395,7 +395,8 @@ TEST(full_command_lines)
     config_free(&cfg);
 }
 
-/* -drive: qcow2's cache sizes (QEMU's spellings), and their bad forms. */
+/* -drive: qcow2's cache sizes and file.locking (QEMU's spellings), and
+ * their bad forms. */
 TEST(drive_cache_sizes)
 {
     struct vm_config cfg;
@@ -408,9 +409,15 @@ TEST(drive_cache_sizes)
     config_free(&cfg);
     CHECK_EQ(parse(&cfg, ARGS("-kernel", "/k", "-drive", "file=/d.qcow2,if=virtio")), CONFIG_RUN);
     CHECK_EQ(cfg.drives[0].l2_cache_size, 0);
+    CHECK(!cfg.drives[0].no_locking);
+    config_free(&cfg);
+    CHECK_EQ(parse(&cfg, ARGS("-kernel", "/k", "-drive", "file=/d,if=virtio,file.locking=off")),
+             CONFIG_RUN);
+    CHECK(cfg.drives[0].no_locking);
     config_free(&cfg);
     const char *bad[] = { "file=/d,if=virtio,l2-cache-size=lots", "file=/d,if=virtio,l2-cache-size=0",
-                          "file=/d,if=virtio,refcount-cache-size=2T" };
+                          "file=/d,if=virtio,refcount-cache-size=2T",
+                          "file=/d,if=virtio,file.locking=maybe" };
     for (unsigned i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         CHECK_EQ(parse(&cfg, ARGS("-kernel", "/k", "-drive", bad[i])), CONFIG_ERROR);
         config_free(&cfg);

@@ -72,6 +72,7 @@ static int make_blk(struct virtio_build *b, const struct drive_config *d,
     struct blk_options o = {
         .filename = d->file, .format = d->format, .cache = d->cache, .aio = d->aio,
         .read_only = d->read_only, .snapshot = d->snapshot, .discard = d->discard,
+        .no_locking = d->no_locking,
         .fmt = { .l2_cache_size = d->l2_cache_size, .refcount_cache_size = d->refcount_cache_size },
     };
     char berr[400];
