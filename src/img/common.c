@@ -106,15 +106,8 @@ int img_open(struct img *im, const char *name, const char *fmt, unsigned flags)
     unsigned perm, deny;
     blk_perms_for(im->fmt, flags & (IMG_RW | IMG_LOCK_RW), flags & IMG_CONSISTENT, &perm, &deny);
     if (!img_force_share &&
-        (r = blk_file_lock(&im->file, perm, deny, name, ferr, sizeof ferr)) < 0) {
-        if (!quiet)
-            img_err("Could not open '%s': %s", name, ferr);
-        blk_file_close(&im->file);
-        im->file_open = false;
-        free(im->name);
-        im->name = NULL;
-        return r;
-    }
+        (r = blk_file_lock(&im->file, perm, deny, name, err, sizeof err)) < 0)
+        goto fail;
     if (im->drv == &blk_driver_qcow2) {
         struct qcow2_open_options o = { .filename = name, .no_backing = flags & IMG_NO_BACKING,
                                         .no_sync = flags & IMG_UNSAFE };
@@ -124,19 +117,20 @@ int img_open(struct img *im, const char *name, const char *fmt, unsigned flags)
     } else {
         r = im->drv->open(&im->st, &im->file, !(flags & IMG_RW), NULL, err, sizeof err);
     }
-    if (r < 0) {
-        if (!quiet)
-            img_err("Could not open '%s': %s", name, err);
-        blk_file_close(&im->file);
-        im->file_open = false;
-        free(im->name);
-        im->name = NULL;
-        return r;
-    }
+    if (r < 0)
+        goto fail;
     im->size = im->drv->length(im->st);
     if (!im->q)     /* qemu sees a raw file's size rounded up to a sector; the rest reads zeros */
         im->size = (im->size + 511) & ~511ull;
     return 0;
+fail:
+    if (!quiet)
+        img_err("Could not open '%s': %s", name, err);
+    blk_file_close(&im->file);
+    im->file_open = false;
+    free(im->name);
+    im->name = NULL;
+    return r;
 }
 
 int img_close(struct img *im)
