@@ -524,10 +524,11 @@ struct block_backend *blk_open(const struct blk_options *o, struct loop *complet
         deny = 0;
     char lerr[600];
     if (!o->no_locking && blk_file_lock(&b->file, perm, deny, o->filename, lerr, sizeof lerr) < 0) {
+        /* QEMU's two lines as one: "...lock: Is another process using ..." */
         char *nl = strchr(lerr, '\n');
         if (nl)
-            *nl = ' ';      /* one line: "... lock Is another process using ..." */
-        snprintf(err, errlen, "%s", lerr);
+            *nl = 0;
+        snprintf(err, errlen, "%s%s%s", lerr, nl ? ": " : "", nl ? nl + 1 : "");
         goto fail;
     }
     if (drv->open(&b->drv_state, &b->file, o->read_only || o->snapshot, &o->fmt, err, errlen) < 0)
