@@ -6,14 +6,31 @@
 #define KVMBOX_TEST_H
 
 #include <inttypes.h>
+#include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 
 static int test_failed_flag, test_skipped_flag;
 static char test_skip_reason[256];
 static int tests_run, tests_failed;
 
 #define TEST(name) static void name(void)
+
+/* Run a shell command (printf-formatted): its exit status, -1 if it did
+ * not exit (tests that drive qemu-img & co). */
+__attribute__((format(printf, 1, 2), unused))
+static int test_sh(const char *fmt, ...)
+{
+    char cmd[2048];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(cmd, sizeof cmd, fmt, ap);
+    va_end(ap);
+    int st = system(cmd);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
 
 #define CHECK(expr)                                                        \
     do {                                                                   \

@@ -19,18 +19,7 @@
 
 static char tdir[256];
 
-static int sh(const char *fmt, ...)
-{
-    char cmd[2048];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(cmd, sizeof cmd, fmt, ap);
-    va_end(ap);
-    int st = system(cmd);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
-static bool have_qemu(void) { return sh("qemu-img --version >/dev/null 2>&1") == 0; }
+static bool have_qemu(void) { return test_sh("qemu-img --version >/dev/null 2>&1") == 0; }
 
 static char *tpath(char *buf, const char *name)
 {
@@ -146,7 +135,7 @@ TEST(test_read_qemu_images)
     for (unsigned c = 0; c < 3; c++)
         for (unsigned p = 0; p < 4; p++)
             for (unsigned v = 0; v < 2; v++) {
-                CHECK_EQ(sh("qemu-img convert -f raw -O qcow2 -o cluster_size=%u,"
+                CHECK_EQ(test_sh("qemu-img convert -f raw -O qcow2 -o cluster_size=%u,"
                             "preallocation=%s,compat=%s %s %s", csz[c], prealloc[p],
                             v ? "1.1" : "0.10", raw, tpath(img, "r.qcow2")), 0);
                 struct img im;
@@ -162,7 +151,7 @@ TEST(test_read_qemu_images)
                                         "-o compression_type=zstd",
                                         "-o compression_type=zstd,cluster_size=4096" };
     for (unsigned i = 0; i < 4; i++) {
-        CHECK_EQ(sh("qemu-img convert -c -f raw -O qcow2 %s %s %s", comp[i], raw,
+        CHECK_EQ(test_sh("qemu-img convert -c -f raw -O qcow2 %s %s %s", comp[i], raw,
                     tpath(img, "c.qcow2")), 0);
         struct img im;
         CHECK_EQ(img_open(&im, img, true, 4 * 65536, err), 0);
@@ -174,27 +163,27 @@ TEST(test_read_qemu_images)
 
 TEST(test_backing_chain_qemu)
 {
-    if (!have_qemu() || sh("qemu-io --version >/dev/null 2>&1"))
+    if (!have_qemu() || test_sh("qemu-io --version >/dev/null 2>&1"))
         SKIP("qemu-img/qemu-io not installed (Debian: qemu-utils)");
     char base[512], mid[512], top[512], out[512], err[512];
     uint64_t size = 4 << 20;
     make_pattern(tpath(base, "base.raw"), size, 99);
     /* Relative backing names, raw -> qcow2 (compressed) -> qcow2. */
-    CHECK_EQ(sh("cd %s && qemu-img create -q -f qcow2 -b base.raw -F raw mid.qcow2 && "
+    CHECK_EQ(test_sh("cd %s && qemu-img create -q -f qcow2 -b base.raw -F raw mid.qcow2 && "
                 "qemu-io -c 'write -P 0x11 100k 300k' -c 'write -z 1M 128k' mid.qcow2 "
                 ">/dev/null && qemu-img create -q -f qcow2 -b mid.qcow2 -F qcow2 top.qcow2 && "
                 "qemu-io -c 'write -P 0x22 200k 10k' -c 'discard 2M 1M' "
                 "-c 'write -P 0x33 3M 4097' top.qcow2 >/dev/null", tdir), 0);
     tpath(mid, "mid.qcow2");
     tpath(top, "top.qcow2");
-    CHECK_EQ(sh("qemu-img convert -O raw %s %s", top, tpath(out, "top.raw")), 0);
+    CHECK_EQ(test_sh("qemu-img convert -O raw %s %s", top, tpath(out, "top.raw")), 0);
     struct img im;
     CHECK_EQ(img_open(&im, top, true, 0, err), 0);
     bool ok = compare_with_raw(&im, out, size);
     img_close(&im);
     CHECK(ok);
     /* A loop is refused. */
-    CHECK_EQ(sh("cd %s && qemu-img rebase -u -f qcow2 -b top.qcow2 -F qcow2 mid.qcow2", tdir),
+    CHECK_EQ(test_sh("cd %s && qemu-img rebase -u -f qcow2 -b top.qcow2 -F qcow2 mid.qcow2", tdir),
              0);
     CHECK(img_open(&im, top, true, 0, err) < 0);
     CHECK(strstr(err, "loop") || strstr(err, "deeper"));
@@ -260,9 +249,9 @@ static bool random_ops(struct img *im, int ofd, uint64_t size, uint64_t seed, un
 
 static bool qemu_check_ok(const char *img)
 {
-    int r = sh("qemu-img check -q %s", img);
+    int r = test_sh("qemu-img check -q %s", img);
     if (r != 0)
-        sh("qemu-img check %s | head -20", img);
+        test_sh("qemu-img check %s | head -20", img);
     return r == 0;
 }
 
@@ -293,9 +282,9 @@ TEST(test_write_random_vs_oracle)
             make_pattern(tpath(base, "wbase.raw"), size, 5);
             o.backing_file = "wbase.raw";
             o.backing_fmt = "raw";
-            CHECK_EQ(sh("cp %s %s", base, oracle), 0);
+            CHECK_EQ(test_sh("cp %s %s", base, oracle), 0);
         } else {
-            CHECK_EQ(sh("rm -f %s && truncate -s %llu %s", oracle, (unsigned long long)size,
+            CHECK_EQ(test_sh("rm -f %s && truncate -s %llu %s", oracle, (unsigned long long)size,
                         oracle), 0);
         }
         CHECK_EQ(qcow2_create(img, &o, err, sizeof err), 0);
@@ -321,7 +310,7 @@ TEST(test_write_random_vs_oracle)
         close(ofd);
         if (q) {
             CHECK(qemu_check_ok(img));
-            CHECK_EQ(sh("qemu-img compare -q -F raw %s %s", img, oracle), 0);
+            CHECK_EQ(test_sh("qemu-img compare -q -F raw %s %s", img, oracle), 0);
         }
     }
 }
@@ -514,7 +503,7 @@ TEST(test_sigkill_consistency)
                                           .lazy_refcounts = variant == 1 };
         CHECK_EQ(qcow2_create(tpath(img, "k.qcow2"), &o, err, sizeof err), 0);
         if (variant == 3)
-            CHECK_EQ(sh("qemu-io -c 'write -P 0x5a 0 16M' -c 'write -P 0x3c 40M 8M' %s >/dev/null"
+            CHECK_EQ(test_sh("qemu-io -c 'write -P 0x5a 0 16M' -c 'write -P 0x3c 40M 8M' %s >/dev/null"
                         " && qemu-img convert -O raw %s %s && qemu-img snapshot -c pre %s",
                         img, img, ref, img), 0);
         for (unsigned round = 0; round < 5; round++) {
@@ -528,22 +517,22 @@ TEST(test_sigkill_consistency)
             int wst;
             waitpid(pid, &wst, 0);
             CHECK(WIFSIGNALED(wst));
-            int r = sh("qemu-img check -q %s >/dev/null 2>&1", img);
+            int r = test_sh("qemu-img check -q %s >/dev/null 2>&1", img);
             if (variant == 1) {
                 /* Lazy refcounts: the dirty image is repaired on open. */
                 struct img im;
                 CHECK_EQ(img_open(&im, img, false, 0, err), 0);
                 img_close(&im);
-                r = sh("qemu-img check -q %s >/dev/null 2>&1", img);
+                r = test_sh("qemu-img check -q %s >/dev/null 2>&1", img);
             }
             if (r != 0 && r != 3) {
-                sh("qemu-img check %s | head -30", img);
+                test_sh("qemu-img check %s | head -30", img);
                 printf("    variant %u round %u: check exit %d\n", variant, round, r);
             }
             CHECK(r == 0 || r == 3);
             leaky += r == 3;
             if (variant == 3)
-                CHECK_EQ(sh("qemu-img convert -l pre -O raw %s %s && cmp -s %s %s", img, snap,
+                CHECK_EQ(test_sh("qemu-img convert -l pre -O raw %s %s && cmp -s %s %s", img, snap,
                             snap, ref), 0);
         }
     }
@@ -557,7 +546,7 @@ TEST(test_dirty_repair)
     char img[512], err[512];
     /* qemu-img leaves lazy-refcount images dirty after qemu-io -c abort. */
     tpath(img, "d.qcow2");
-    CHECK_EQ(sh("qemu-img create -q -f qcow2 -o lazy_refcounts=on %s 8M && qemu-io -c "
+    CHECK_EQ(test_sh("qemu-img create -q -f qcow2 -o lazy_refcounts=on %s 8M && qemu-io -c "
                 "'write -P 0x5a 0 3M' -c abort %s >/dev/null 2>&1; true", img, img), 0);
     struct img im;
     CHECK_EQ(img_open(&im, img, false, 0, err), 0);
@@ -574,7 +563,7 @@ TEST(test_dirty_repair)
     CHECK_EQ(img_write(&im, 12345, b, sizeof b), 0);
     img_close(&im);
     CHECK(qemu_check_ok(img));
-    CHECK_EQ(sh("qemu-img info %s | grep -q 'corrupt: false'", img), 0);
+    CHECK_EQ(test_sh("qemu-img info %s | grep -q 'corrupt: false'", img), 0);
 }
 
 
@@ -651,6 +640,6 @@ int main(void)
     RUN(test_block_layer);
     RUN(test_dirty_repair);
     RUN(test_sigkill_consistency);
-    sh("rm -rf %s", tdir);
+    test_sh("rm -rf %s", tdir);
     return test_summary();
 }

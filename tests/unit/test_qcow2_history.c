@@ -20,16 +20,6 @@
 static char tdir[256];
 static bool have_qemu;
 
-static int sh(const char *fmt, ...)
-{
-    char cmd[2048];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(cmd, sizeof cmd, fmt, ap);
-    va_end(ap);
-    return system(cmd);
-}
-
 static uint64_t rnd(uint64_t *st)
 {
     *st ^= *st << 13;
@@ -171,9 +161,9 @@ static bool qemu_clean(const char *path)
 {
     if (!have_qemu)
         return true;
-    if (sh("qemu-img check -q %s >/dev/null 2>&1", path) == 0)
+    if (test_sh("qemu-img check -q %s >/dev/null 2>&1", path) == 0)
         return true;
-    sh("qemu-img check %s 2>&1 | head -8", path);
+    test_sh("qemu-img check %s 2>&1 | head -8", path);
     return false;
 }
 
@@ -194,11 +184,11 @@ static bool snapshots_match(const char *path, struct snap *sn, unsigned n)
     bool ok = true;
     for (unsigned i = 0; i < n && ok; i++) {
         snprintf(what, sizeof what, "snapshot %s", sn[i].name);
-        ok = sh("cp %s %s", path, copy) == 0 &&
+        ok = test_sh("cp %s %s", path, copy) == 0 &&
              verb(img_snapshot, "snapshot", "-a", sn[i].name, copy, NULL) == 0 &&
              image_matches(copy, &sn[i].st, what);
         if (ok && have_qemu) {
-            ok = sh("qemu-img convert -O raw -l snapshot.name=%s %s %s", sn[i].name, path, raw) == 0;
+            ok = test_sh("qemu-img convert -O raw -l snapshot.name=%s %s %s", sn[i].name, path, raw) == 0;
             /* qemu-img convert -l reads the snapshot's tables at the
              * active image's size: the common part must agree. */
             int fd = open(raw, O_RDONLY);
@@ -333,7 +323,7 @@ static bool history(const struct cfg *c, uint64_t seed, unsigned steps)
         if (!ok) {
             printf("    step %u (%s) went wrong, seed %llu; the verb's stderr:\n", step,
                    kind_names[kind], (unsigned long long)seed);
-            sh("sed 's/^/      /' %s/verb.err", tdir);
+            test_sh("sed 's/^/      /' %s/verb.err", tdir);
         }
     }
     if (ok)
@@ -371,10 +361,10 @@ int main(void)
     snprintf(tdir, sizeof tdir, "/tmp/kvmbox-qcow2-history.XXXXXX");
     if (!mkdtemp(tdir))
         return 1;
-    have_qemu = sh("qemu-img --version >/dev/null 2>&1") == 0;
+    have_qemu = test_sh("qemu-img --version >/dev/null 2>&1") == 0;
     if (!have_qemu)
         printf("# qemu-img not installed (Debian qemu-utils): only kvmbox checks the images\n");
     RUN(random_history);
-    sh("rm -rf %s", tdir);
+    test_sh("rm -rf %s", tdir);
     return test_summary();
 }
