@@ -10,13 +10,44 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 static int test_failed_flag, test_skipped_flag;
 static char test_skip_reason[256];
 static int tests_run, tests_failed;
 
 #define TEST(name) static void name(void)
+
+/* Send stdout and stderr to files (NULL: /dev/null) around a noisy call:
+ * test_redirect(saved, out, err) ... test_restore(saved). */
+__attribute__((unused))
+static void test_redirect(int saved[2], const char *out, const char *err)
+{
+    const char *path[2] = { out ? out : "/dev/null", err ? err : "/dev/null" };
+    fflush(stdout);
+    fflush(stderr);
+    for (int i = 0; i < 2; i++) {
+        saved[i] = dup(1 + i);
+        int fd = open(path[i], O_CREAT | O_TRUNC | O_WRONLY | O_CLOEXEC, 0644);
+        if (fd >= 0) {
+            dup2(fd, 1 + i);
+            close(fd);
+        }
+    }
+}
+
+__attribute__((unused))
+static void test_restore(const int saved[2])
+{
+    fflush(stdout);
+    fflush(stderr);
+    for (int i = 0; i < 2; i++) {
+        dup2(saved[i], 1 + i);
+        close(saved[i]);
+    }
+}
 
 /* Run a shell command (printf-formatted): its exit status, -1 if it did
  * not exit (tests that drive qemu-img & co). */

@@ -15,20 +15,10 @@ static enum config_result parse(struct vm_config *cfg, const char *const *args)
     for (const char *const *a = args; *a; a++)
         argv[argc++] = (char *)*a;
     argv[argc] = NULL;
-    fflush(stdout);
-    fflush(stderr);
-    int so = dup(1), se = dup(2);
-    FILE *null = fopen("/dev/null", "w");
-    dup2(fileno(null), 1);
-    dup2(fileno(null), 2);
+    int saved[2];
+    test_redirect(saved, NULL, NULL);
     enum config_result r = config_parse(cfg, argc, argv);
-    fflush(stdout);
-    fflush(stderr);
-    dup2(so, 1);
-    dup2(se, 2);
-    close(so);
-    close(se);
-    fclose(null);
+    test_restore(saved);
     return r;
 }
 

@@ -44,21 +44,10 @@ static int verb(int (*fn)(int, char **), const char *a0, ...)
     optind = 0;         /* getopt starts afresh for every verb */
     char errpath[300];
     snprintf(errpath, sizeof errpath, "%s/verb.err", tdir);
-    fflush(stdout);
-    fflush(stderr);
-    int so = dup(1), se = dup(2), null = open("/dev/null", O_WRONLY);
-    int efd = open(errpath, O_CREAT | O_TRUNC | O_WRONLY, 0644);
-    dup2(null, 1);
-    dup2(efd, 2);
+    int saved[2];
+    test_redirect(saved, NULL, errpath);
     int r = fn(argc, argv);
-    fflush(stdout);
-    fflush(stderr);
-    dup2(so, 1);
-    dup2(se, 2);
-    close(so);
-    close(se);
-    close(null);
-    close(efd);
+    test_restore(saved);
     return r;
 }
 
